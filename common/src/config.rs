@@ -1,0 +1,376 @@
+//! The one YAML configuration file: a global section plus one section per component.
+//!
+//! `deploy/homeserver.example.yaml` documents every field; it is rendered from
+//! [`TEMPLATE`] by [`render`], and a test keeps the two identical.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use ruma::OwnedServerName;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub global: Global,
+    pub clientapi: ClientApi,
+    pub roomserver: RoomServer,
+    pub syncapi: Component,
+    pub federationsender: Component,
+    pub federationreceiver: Component,
+    pub userapi: Component,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Global {
+    pub server_name: OwnedServerName,
+    pub data_dir: PathBuf,
+    pub signing_key_path: PathBuf,
+    #[serde(default = "default_key_validity_hours")]
+    pub key_validity_hours: u64,
+    #[serde(default)]
+    pub database: Option<String>,
+    pub nats: Nats,
+    pub client_listen: SocketAddr,
+    pub federation_listen: SocketAddr,
+    #[serde(default)]
+    pub public_base_url: Option<String>,
+    #[serde(default)]
+    pub well_known_server: Option<String>,
+    #[serde(default)]
+    pub allow_private_outbound: bool,
+    #[serde(default)]
+    pub rate_limits: RateLimits,
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nats {
+    /// `None`: `homeserver run` starts its own nats-server under the data directory.
+    #[serde(default)]
+    pub url: Option<String>,
+    pub stream_prefix: String,
+    #[serde(default = "default_input_partitions")]
+    pub input_partitions: u32,
+    #[serde(default = "default_rpc_timeout_ms")]
+    pub rpc_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    pub enabled: bool,
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self { enabled: true, per_second: 10.0, burst: 50 }
+    }
+}
+
+/// What every component section has: where it listens when run as its own
+/// process, and the database it uses when not the global one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientApi {
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub database: Option<String>,
+    #[serde(default)]
+    pub registration: Registration,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    pub open: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomServer {
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub database: Option<String>,
+}
+
+fn default_key_validity_hours() -> u64 {
+    24
+}
+fn default_max_request_bytes() -> usize {
+    8 * 1024 * 1024
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_input_partitions() -> u32 {
+    8
+}
+fn default_rpc_timeout_ms() -> u64 {
+    10_000
+}
+
+/// The components, in the order they start in one process.
+pub const COMPONENTS: [&str; 6] =
+    ["userapi", "roomserver", "syncapi", "federationsender", "federationreceiver", "clientapi"];
+
+/// A config that cannot be used: which field, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid config: {field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "(top level)".to_owned() } else { path };
+            ConfigError::new(field, e.into_inner().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let nats = &self.global.nats;
+        if nats.stream_prefix.is_empty()
+            || !nats.stream_prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ConfigError::new(
+                "global.nats.stream_prefix",
+                "must be non-empty and contain only letters, digits, '_' and '-'",
+            ));
+        }
+        if !(1..=1024).contains(&nats.input_partitions) {
+            return Err(ConfigError::new("global.nats.input_partitions", "must be between 1 and 1024"));
+        }
+        if nats.rpc_timeout_ms == 0 {
+            return Err(ConfigError::new("global.nats.rpc_timeout_ms", "must be positive"));
+        }
+        if let Some(url) = &nats.url
+            && !url.starts_with("nats://")
+        {
+            return Err(ConfigError::new("global.nats.url", "must start with nats://"));
+        }
+        if self.global.key_validity_hours == 0 {
+            return Err(ConfigError::new("global.key_validity_hours", "must be positive"));
+        }
+        if self.global.max_request_bytes < 65_536 {
+            return Err(ConfigError::new("global.max_request_bytes", "must be at least 65536"));
+        }
+        let limits = &self.global.rate_limits;
+        if limits.enabled && (limits.per_second <= 0.0 || limits.burst == 0) {
+            return Err(ConfigError::new(
+                "global.rate_limits",
+                "per_second and burst must be positive when enabled",
+            ));
+        }
+        if let Some(url) = &self.global.database {
+            check_database_url("global.database", url)?;
+        }
+        for name in COMPONENTS {
+            let field = format!("{name}.database");
+            match self.component_database(name) {
+                Some(url) => check_database_url(&field, url)?,
+                None => {
+                    return Err(ConfigError::new(
+                        field,
+                        "no database: set global.database or this component's own",
+                    ));
+                }
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.global.log_level)
+            .map_err(|e| ConfigError::new("global.log_level", e.to_string()))?;
+        crate::keys::SigningKey::load(&self.global.signing_key_path)
+            .map_err(|e| ConfigError::new("global.signing_key_path", format!("{e:#}")))?;
+        Ok(())
+    }
+
+    /// The database URL a component uses: its own, else the global one.
+    pub fn component_database(&self, component: &str) -> Option<&str> {
+        let own = match component {
+            "clientapi" => &self.clientapi.database,
+            "roomserver" => &self.roomserver.database,
+            "syncapi" => &self.syncapi.database,
+            "federationsender" => &self.federationsender.database,
+            "federationreceiver" => &self.federationreceiver.database,
+            "userapi" => &self.userapi.database,
+            _ => return None,
+        };
+        own.as_deref().or(self.global.database.as_deref())
+    }
+
+    /// Where a component listens when it runs as its own process.
+    pub fn component_listen(&self, component: &str) -> Option<SocketAddr> {
+        Some(match component {
+            "clientapi" => self.clientapi.listen,
+            "roomserver" => self.roomserver.listen,
+            "syncapi" => self.syncapi.listen,
+            "federationsender" => self.federationsender.listen,
+            "federationreceiver" => self.federationreceiver.listen,
+            "userapi" => self.userapi.listen,
+            _ => return None,
+        })
+    }
+
+    /// Reads one value by its dotted path (`global.client_listen`), for scripts.
+    pub fn value_at(&self, dotted: &str) -> Option<String> {
+        let mut value = serde_json::to_value(self).ok()?;
+        for part in dotted.split('.') {
+            value = value.get(part)?.clone();
+        }
+        Some(match value {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Null => String::new(),
+            other => other.to_string(),
+        })
+    }
+}
+
+fn check_database_url(field: &str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:") {
+        Ok(())
+    } else {
+        Err(ConfigError::new(field, "must be a postgres:// or sqlite:// URL"))
+    }
+}
+
+/// What `homeserver generate-config` was asked for.
+pub struct GenerateOptions {
+    pub server_name: String,
+    pub data_dir: PathBuf,
+    pub client_listen: SocketAddr,
+    pub federation_listen: SocketAddr,
+    pub database: Option<String>,
+    pub nats: Option<String>,
+    pub stream_prefix: String,
+    pub open_registration: bool,
+    pub rate_limits: bool,
+    pub allow_private_outbound: bool,
+    /// First port of the range the per-component listeners use.
+    pub component_base_port: u16,
+}
+
+/// The commented template of the config file; `{name}` marks a value.
+pub const TEMPLATE: &str = include_str!("config_template.yaml");
+
+/// Renders a complete, commented config.
+pub fn render(o: &GenerateOptions) -> String {
+    let dir = o.data_dir.display().to_string();
+    let global_db = match &o.database {
+        Some(url) => format!("database: \"{url}\""),
+        None => "# database: postgres://user@host/dbname   (unset: each component has its own SQLite file)".to_owned(),
+    };
+    let nats = match &o.nats {
+        Some(url) => format!("url: \"{url}\""),
+        None => "# url: nats://127.0.0.1:4222   (unset: `homeserver run` starts its own nats-server)".to_owned(),
+    };
+    let mut out = TEMPLATE
+        .replace("{server_name}", &o.server_name)
+        .replace("{data_dir}", &dir)
+        .replace("{global_database}", &global_db)
+        .replace("{nats_url}", &nats)
+        .replace("{stream_prefix}", &o.stream_prefix)
+        .replace("{client_listen}", &o.client_listen.to_string())
+        .replace("{federation_listen}", &o.federation_listen.to_string())
+        .replace("{allow_private_outbound}", &o.allow_private_outbound.to_string())
+        .replace("{rate_limits}", &o.rate_limits.to_string())
+        .replace("{open_registration}", &o.open_registration.to_string());
+    let host = o.client_listen.ip();
+    for (i, c) in COMPONENTS.iter().enumerate() {
+        let listen = SocketAddr::new(host, o.component_base_port + i as u16);
+        out = out
+            .replace(&format!("{{{c}_listen}}"), &listen.to_string())
+            .replace(&format!("{{{c}_database}}"), &component_database(o, &dir, c));
+    }
+    out
+}
+
+fn component_database(o: &GenerateOptions, dir: &str, component: &str) -> String {
+    match o.database {
+        Some(_) => "# database: (unset: global.database)".to_owned(),
+        None => format!("database: \"sqlite://{dir}/{component}.db\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn example_options() -> GenerateOptions {
+        GenerateOptions {
+            server_name: "example.org".into(),
+            data_dir: "/var/lib/homeserver".into(),
+            client_listen: "127.0.0.1:8008".parse().unwrap(),
+            federation_listen: "127.0.0.1:8448".parse().unwrap(),
+            database: None,
+            nats: None,
+            stream_prefix: "example_org".into(),
+            open_registration: false,
+            rate_limits: true,
+            allow_private_outbound: false,
+            component_base_port: 7701,
+        }
+    }
+
+    #[test]
+    fn example_file_is_the_rendered_template() {
+        let rendered = render(&example_options());
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/homeserver.example.yaml");
+        if std::env::var_os("UPDATE_EXAMPLE").is_some() {
+            std::fs::write(path, &rendered).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(path).unwrap();
+        assert_eq!(on_disk, rendered, "run with UPDATE_EXAMPLE=1 to refresh deploy/homeserver.example.yaml");
+    }
+
+    #[test]
+    fn rendered_config_parses_except_for_the_missing_key() {
+        let err = Config::parse(&render(&example_options())).unwrap_err();
+        assert_eq!(err.field, "global.signing_key_path", "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let text = render(&example_options()).replace("input_partitions: 8", "input_partitions: many");
+        let err = Config::parse(&text).unwrap_err();
+        assert_eq!(err.field, "global.nats.input_partitions", "{err}");
+        let text = render(&example_options()).replace("server_name: example.org", "server_name: \"bad name!\"");
+        let err = Config::parse(&text).unwrap_err();
+        assert_eq!(err.field, "global.server_name", "{err}");
+    }
+}

@@ -1,0 +1,112 @@
+//! The one error type of every HTTP handler: `{"errcode", "error"}` with the
+//! status the spec gives, rendered by ruma.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use ruma::api::{
+    OutgoingResponseExt,
+    error::{Error, ErrorBody, ErrorKind, StandardErrorBody},
+};
+
+use crate::bus::{RemoteErrorKind, RpcError};
+
+#[derive(Debug)]
+pub struct MatrixError(Error);
+
+impl MatrixError {
+    pub fn new(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self(Error::new(status, ErrorBody::Standard(StandardErrorBody::new(kind, message.into()))))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.0.status_code
+    }
+
+    pub fn unrecognized() -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorKind::Unrecognized, "Unrecognized request")
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, ErrorKind::Unrecognized, "Method not allowed on this endpoint")
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorKind::NotFound, message)
+    }
+
+    pub fn not_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::NotJson, message)
+    }
+
+    pub fn bad_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::BadJson, message)
+    }
+
+    pub fn invalid_param(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidParam, message)
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::TooLarge,
+            format!("Request body is larger than {limit} bytes"),
+        )
+    }
+
+    pub fn limit_exceeded(retry_after: std::time::Duration) -> Self {
+        let mut data = ruma::api::error::LimitExceededErrorData::new();
+        data.retry_after = Some(ruma::api::error::RetryAfter::Delay(retry_after));
+        Self::new(StatusCode::TOO_MANY_REQUESTS, ErrorKind::LimitExceeded(data), "Too many requests")
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, ErrorKind::Forbidden, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorKind::Unknown, message)
+    }
+
+    /// A server-side failure: logged in full, answered without details.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown, "Internal server error")
+    }
+}
+
+impl From<anyhow::Error> for MatrixError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::internal(format!("{e:#}"))
+    }
+}
+
+impl From<RpcError> for MatrixError {
+    fn from(e: RpcError) -> Self {
+        match e {
+            RpcError::Remote(remote) => match remote.kind {
+                RemoteErrorKind::NotFound => Self::not_found(remote.message),
+                RemoteErrorKind::BadRequest => Self::invalid_param(remote.message),
+                RemoteErrorKind::Forbidden => Self::forbidden(remote.message),
+                RemoteErrorKind::Internal => Self::internal(remote.message),
+            },
+            RpcError::Timeout(_) | RpcError::Unavailable(_) => {
+                tracing::warn!(error = %e, "a component did not answer");
+                Self::unavailable("The server is temporarily unable to answer; try again")
+            }
+            RpcError::Transport(_) | RpcError::Decode(_) => Self::internal(e),
+        }
+    }
+}
+
+impl IntoResponse for MatrixError {
+    fn into_response(self) -> Response {
+        match self.0.try_into_http_response::<bytes::BytesMut>() {
+            Ok(response) => response.map(|body| axum::body::Body::from(body.freeze())),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot render an error response");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        }
+    }
+}

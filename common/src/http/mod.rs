@@ -1,0 +1,141 @@
+//! What every HTTP listener shares: errors, request parsing, CORS, limits,
+//! /health and /metrics.
+
+mod error;
+mod ratelimit;
+mod ruma;
+
+use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Instant};
+
+use axum::{
+    Extension, Router,
+    extract::{MatchedPath, Request},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use http::{HeaderValue, Method, StatusCode, header};
+use tokio_util::sync::CancellationToken;
+
+pub use error::MatrixError;
+pub use ratelimit::{RateLimiter, client_address};
+pub use ruma::{Ruma, RumaResponse, RumaRouter, read_body};
+
+use crate::config::Config;
+
+/// Per-listener settings the extractor reads from the request extensions.
+pub struct HttpContext {
+    pub max_body: usize,
+    pub limiter: Option<RateLimiter>,
+}
+
+impl HttpContext {
+    pub fn new(config: &Config) -> Arc<Self> {
+        Arc::new(Self {
+            max_body: config.global.max_request_bytes,
+            limiter: RateLimiter::new(&config.global.rate_limits),
+        })
+    }
+
+    fn check_rate(&self, peer: Option<SocketAddr>, headers: &http::HeaderMap) -> Result<(), MatrixError> {
+        match (&self.limiter, client_address(peer, headers)) {
+            (Some(limiter), Some(ip)) => limiter.take(ip).map_err(MatrixError::limit_exceeded),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A readiness check: true when what the component depends on answers.
+pub type HealthCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// Wraps a listener's routes with the fallbacks, limits and headers every
+/// Matrix endpoint needs, and adds /health and /metrics.
+pub fn finish(routes: Router, ctx: Arc<HttpContext>, health: HealthCheck) -> Router {
+    let max_body = ctx.max_body;
+    routes
+        .route(
+            "/health",
+            get(move || {
+                let health = health.clone();
+                async move {
+                    if health().await {
+                        (StatusCode::OK, "OK")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "NATS or the database is unreachable")
+                    }
+                }
+            }),
+        )
+        .route("/metrics", get(|| async { crate::metrics::render() }))
+        .fallback(|| async { MatrixError::unrecognized() })
+        .method_not_allowed_fallback(|| async { MatrixError::method_not_allowed() })
+        .layer(middleware::from_fn(move |req, next| refuse_oversized(req, next, max_body)))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(Extension(ctx))
+        .layer(middleware::from_fn(cors))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            MatrixError::internal("handler panicked").into_response()
+        }))
+}
+
+/// Refuses a declared body larger than the limit before reading any of it.
+async fn refuse_oversized(req: Request, next: Next, max_body: usize) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max_body as u64) {
+        return MatrixError::too_large(max_body).into_response();
+    }
+    next.run(req).await
+}
+
+/// The CORS headers the spec asks every response to carry, and preflights answered directly.
+async fn cors(req: Request, next: Next) -> Response {
+    let mut response = if req.method() == Method::OPTIONS {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(req).await
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("X-Requested-With, Content-Type, Authorization"),
+    );
+    response
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Serves `router` on `addr` until `shutdown`, then finishes the requests in hand.
+pub async fn serve(addr: SocketAddr, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, "listening");
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .with_context(|| format!("HTTP server on {addr} failed"))
+}

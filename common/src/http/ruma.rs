@@ -1,0 +1,109 @@
+//! Serving ruma's endpoint types through axum: one extractor parses the
+//! request exactly as the spec's types say, one wrapper renders the response,
+//! and [`RumaRouter::ruma`] mounts a handler on every path ruma lists for the
+//! endpoint (r0, v3, unstable).
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    Router,
+    extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request},
+    handler::Handler,
+    response::{IntoResponse, Response},
+    routing::{MethodFilter, on},
+};
+use http_body_util::{BodyExt, Limited};
+use ruma::api::{
+    IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingResponseExt, error::DeserializationError,
+    error::FromHttpRequestError, path_builder::PathBuilder,
+};
+
+use super::{HttpContext, MatrixError};
+
+/// A parsed request of endpoint `T`.
+pub struct Ruma<T>(pub T);
+
+impl<T, S> FromRequest<S> for Ruma<T>
+where
+    T: IncomingRequest + Send,
+    S: Send + Sync,
+{
+    type Rejection = MatrixError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let ctx = parts
+            .extensions
+            .get::<Arc<HttpContext>>()
+            .cloned()
+            .ok_or_else(|| MatrixError::internal("HttpContext layer missing"))?;
+        if T::RATE_LIMITED {
+            let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+            ctx.check_rate(peer, &parts.headers)?;
+        }
+        let path_args: Vec<String> = RawPathParams::from_request_parts(&mut parts, state)
+            .await
+            .map(|params| params.iter().map(|(_, value)| value.to_owned()).collect())
+            .map_err(|e| MatrixError::invalid_param(format!("Invalid path parameter: {e}")))?;
+        let bytes = read_body(body, ctx.max_body).await?;
+        let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
+        let request = http::Request::from_parts(parts, bytes.as_ref());
+        match T::try_from_http_request(request, &path_args) {
+            Ok(parsed) => Ok(Ruma(parsed)),
+            Err(FromHttpRequestError::MethodMismatch { .. }) => Err(MatrixError::method_not_allowed()),
+            Err(FromHttpRequestError::Deserialization(DeserializationError::Json(e))) => {
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+                    Err(MatrixError::not_json("Request body is not valid JSON"))
+                } else {
+                    Err(MatrixError::bad_json(format!("Malformed request body: {e}")))
+                }
+            }
+            Err(e) => Err(MatrixError::invalid_param(format!("Invalid request: {e}"))),
+        }
+    }
+}
+
+/// Reads a body of at most `limit` bytes; a larger one is 413 M_TOO_LARGE.
+pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, MatrixError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(MatrixError::too_large(limit)),
+        Err(e) => Err(MatrixError::bad_json(format!("Cannot read the request body: {e}"))),
+    }
+}
+
+/// A response of endpoint `T`'s type.
+pub struct RumaResponse<T>(pub T);
+
+impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
+    fn into_response(self) -> Response {
+        match self.0.try_into_http_response::<bytes::BytesMut>() {
+            Ok(response) => response.map(|body| axum::body::Body::from(body.freeze())),
+            Err(e) => MatrixError::internal(format!("cannot serialise response: {e}")).into_response(),
+        }
+    }
+}
+
+pub trait RumaRouter<S> {
+    /// Serves endpoint `T` with `handler` on every path ruma knows for it.
+    fn ruma<T, H, X>(self, handler: H) -> Self
+    where
+        T: IncomingRequest,
+        H: Handler<X, S>,
+        X: 'static;
+}
+
+impl<S: Clone + Send + Sync + 'static> RumaRouter<S> for Router<S> {
+    fn ruma<T, H, X>(mut self, handler: H) -> Self
+    where
+        T: IncomingRequest,
+        H: Handler<X, S>,
+        X: 'static,
+    {
+        let filter = MethodFilter::try_from(T::METHOD).expect("ruma endpoints use standard methods");
+        for path in T::PATH_BUILDER.all_paths() {
+            self = self.route(path, on(filter, handler.clone()));
+        }
+        self
+    }
+}

@@ -1,0 +1,14 @@
+//! What every component shares: config, the NATS bus, storage, keys, HTTP
+//! glue, and `api/`, the contracts between components.
+
+pub mod api;
+pub mod bus;
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod outbound;
+pub mod runtime;
+pub mod storage;
+
+pub use runtime::{Runtime, Service};

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    common::runtime::component_main("federationsender", federationsender::run)
+}

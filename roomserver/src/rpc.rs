@@ -1,0 +1,36 @@
+//! The questions the roomserver answers.
+
+use common::{
+    Runtime,
+    api::roomserver::{QueryEvents, QueryEventsRequest, QueryEventsResponse},
+    bus::{RemoteError, RemoteErrorKind, serve},
+};
+
+use crate::storage::Events;
+
+/// Most ids a single query may ask for.
+const MAX_EVENTS_PER_QUERY: usize = 1000;
+
+pub fn start(rt: &Runtime, events: Events) {
+    let (bus, shutdown) = (rt.bus.clone(), rt.shutdown.clone());
+    rt.spawn("roomserver query_events", serve::<QueryEvents, _, _>(bus, shutdown, move |request| {
+        let events = events.clone();
+        async move { query_events(&events, request).await }
+    }));
+}
+
+async fn query_events(events: &Events, request: QueryEventsRequest) -> Result<QueryEventsResponse, RemoteError> {
+    if request.event_ids.len() > MAX_EVENTS_PER_QUERY {
+        return Err(RemoteError::new(
+            RemoteErrorKind::BadRequest,
+            format!("at most {MAX_EVENTS_PER_QUERY} events per query"),
+        ));
+    }
+    let mut found = Vec::with_capacity(request.event_ids.len());
+    for event_id in &request.event_ids {
+        if let Some(event) = events.get(event_id.as_str()).await? {
+            found.push(event);
+        }
+    }
+    Ok(QueryEventsResponse { events: found })
+}

@@ -1,0 +1,1 @@
+//! The integration suite lives in tests/tests/; this crate has no library code.
