@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Starts the polylith on this machine: every component as its own process
+# (two instances each of clientapi and syncapi by default), and nginx in
+# front, routing by path. The last line of output is the base URL.
+#
+#   deploy/local/up.sh CONFIG
+#
+# The config must name a NATS server (global.nats.url); its database may be
+# Postgres or per-component SQLite files. nginx listens on the config's
+# client_listen and federation_listen; components listen on free loopback ports.
+#
+# Environment:
+#   HS_BIN_DIR    where the component binaries are (default: build them with
+#                 `cargo build --release` and use target/release)
+#   HS_RUN_DIR    where pids and logs go (default: <data_dir>/polylith)
+#   HS_INSTANCES  instances per component
+#                 (default: "userapi=1 roomserver=1 syncapi=2 federationsender=1 federationreceiver=1 clientapi=2")
+set -euo pipefail
+
+config=${1:?usage: up.sh CONFIG}
+config=$(cd "$(dirname "$config")" && pwd)/$(basename "$config")
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+
+if [ -z "${HS_BIN_DIR:-}" ]; then
+    (cd "$repo" && cargo build --release --bins -q)
+    HS_BIN_DIR=${CARGO_TARGET_DIR:-$repo/target}/release
+fi
+bin=$HS_BIN_DIR
+value() { "$bin/homeserver" config-value --config "$config" "$1"; }
+
+run_dir=${HS_RUN_DIR:-$(value global.data_dir)/polylith}
+if [ -n "$(value global.nats.url)" ]; then :; else
+    echo "up.sh: the polylith needs global.nats.url (a NATS server with JetStream)" >&2
+    exit 2
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$nginx_bin" ] || { echo "up.sh: nginx is not installed (apt install nginx-light)" >&2; exit 2; }
+
+if ls "$run_dir"/*.pid >/dev/null 2>&1; then
+    echo "up.sh: $run_dir has pid files; run down.sh $1 first" >&2
+    exit 2
+fi
+mkdir -p "$run_dir/nginx-tmp"
+echo "$config" > "$run_dir/config"
+
+# A free loopback port: probe upward from a random start.
+free_port() {
+    local port=$((20000 + RANDOM % 40000))
+    while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+    echo "$port"
+}
+
+wait_healthy() { # name url pid
+    for _ in $(seq 1 300); do
+        if curl -fsS -o /dev/null "$2/health" 2>/dev/null; then return 0; fi
+        if ! kill -0 "$3" 2>/dev/null; then
+            echo "up.sh: $1 exited at start; its log:" >&2
+            tail -n 20 "$run_dir/$1.log" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+    echo "up.sh: $1 did not become healthy; see $run_dir/$1.log" >&2
+    return 1
+}
+
+instances=${HS_INSTANCES:-"userapi=1 roomserver=1 syncapi=2 federationsender=1 federationreceiver=1 clientapi=2"}
+declare -A servers
+failed=0
+for entry in $instances; do
+    component=${entry%%=*}
+    count=${entry#*=}
+    for i in $(seq 1 "$count"); do
+        name="$component-$i"
+        port=$(free_port)
+        "$bin/$component" --config "$config" --listen "127.0.0.1:$port" </dev/null >"$run_dir/$name.log" 2>&1 &
+        pid=$!
+        echo "$pid" > "$run_dir/$name.pid"
+        echo "127.0.0.1:$port" > "$run_dir/$name.addr"
+        if ! wait_healthy "$name" "http://127.0.0.1:$port" "$pid"; then failed=1; break 2; fi
+        servers[$component]+="        server 127.0.0.1:$port max_fails=1 fail_timeout=2s;"$'\n'
+    done
+done
+if [ "$failed" = 1 ]; then
+    "$here/down.sh" "$config" >/dev/null 2>&1 || true
+    exit 1
+fi
+
+client_listen=$(value global.client_listen)
+federation_listen=$(value global.federation_listen)
+awk -v run="$run_dir" -v cl="$client_listen" -v fl="$federation_listen" \
+    -v c="${servers[clientapi]:-}" -v s="${servers[syncapi]:-}" -v f="${servers[federationreceiver]:-}" '
+    { gsub("@RUN_DIR@", run); gsub("@CLIENT_LISTEN@", cl); gsub("@FEDERATION_LISTEN@", fl) }
+    /@CLIENTAPI_SERVERS@/ { printf "%s", c; next }
+    /@SYNCAPI_SERVERS@/ { printf "%s", s; next }
+    /@FEDERATIONRECEIVER_SERVERS@/ { printf "%s", f; next }
+    { print }' "$here/nginx.conf.template" > "$run_dir/nginx.conf"
+if ! "$nginx_bin" -p "$run_dir" -c "$run_dir/nginx.conf" 2>"$run_dir/nginx-start.log"; then
+    cat "$run_dir/nginx-start.log" >&2
+    "$here/down.sh" "$config" >/dev/null 2>&1 || true
+    exit 1
+fi
+for _ in $(seq 1 50); do
+    curl -fsS -o /dev/null "http://$client_listen/health" 2>/dev/null && break
+    sleep 0.1
+done
+echo "http://$client_listen"
