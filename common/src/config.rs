@@ -198,6 +198,16 @@ impl Config {
                 "per_second and burst must be positive when enabled",
             ));
         }
+        if let Some(url) = &self.global.public_base_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError::new("global.public_base_url", "must be an http:// or https:// URL"));
+        }
+        if let Some(server) = &self.global.well_known_server
+            && ruma::ServerName::parse(server).is_err()
+        {
+            return Err(ConfigError::new("global.well_known_server", "must be host or host:port"));
+        }
         if let Some(url) = &self.global.database {
             check_database_url("global.database", url)?;
         }

@@ -89,9 +89,10 @@ fi
 
 client_listen=$(value global.client_listen)
 federation_listen=$(value global.federation_listen)
-awk -v run="$run_dir" -v cl="$client_listen" -v fl="$federation_listen" \
+max_body=$(value global.max_request_bytes)
+awk -v run="$run_dir" -v cl="$client_listen" -v fl="$federation_listen" -v mb="$max_body" \
     -v c="${servers[clientapi]:-}" -v s="${servers[syncapi]:-}" -v f="${servers[federationreceiver]:-}" '
-    { gsub("@RUN_DIR@", run); gsub("@CLIENT_LISTEN@", cl); gsub("@FEDERATION_LISTEN@", fl) }
+    { gsub("@RUN_DIR@", run); gsub("@CLIENT_LISTEN@", cl); gsub("@FEDERATION_LISTEN@", fl); gsub("@MAX_BODY@", mb) }
     /@CLIENTAPI_SERVERS@/ { printf "%s", c; next }
     /@SYNCAPI_SERVERS@/ { printf "%s", s; next }
     /@FEDERATIONRECEIVER_SERVERS@/ { printf "%s", f; next }

@@ -1,1 +1,387 @@
-//! The integration suite lives in tests/tests/; this crate has no library code.
+//! The harness of the integration suite: it starts a real deployment (all
+//! components in one process, or the polylith behind nginx) on free loopback
+//! ports against the real NATS and database, with a fresh database and
+//! stream prefix, and tears it down when dropped, also when a test fails.
+//!
+//! Environment: `TEST_DATABASE` = `sqlite` (default) or `postgres`;
+//! `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432`);
+//! `TEST_NATS_URL` (default `nats://127.0.0.1:4222`); `HS_BIN_DIR` (default:
+//! the target directory these tests were built into).
+
+pub mod events;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use common::{bus::Bus, config::Config, keys::SigningKey};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `homeserver run`: every component in one process.
+    Monolith,
+    /// `deploy/local/up.sh`: every component its own process, nginx in front.
+    Polylith,
+}
+
+pub struct Options {
+    pub mode: Mode,
+    /// For the polylith: `HS_INSTANCES`, e.g. "roomserver=2 clientapi=1".
+    pub instances: Option<String>,
+    /// No NATS URL in the config: `homeserver run` starts its own nats-server.
+    pub embedded_nats: bool,
+}
+
+impl Options {
+    pub fn new(mode: Mode) -> Self {
+        Self { mode, instances: None, embedded_nats: false }
+    }
+}
+
+pub struct Deployment {
+    pub mode: Mode,
+    /// Where clients connect (nginx in the polylith).
+    pub base_url: String,
+    /// Where other servers connect.
+    pub federation_url: String,
+    pub server_name: String,
+    pub config_path: PathBuf,
+    pub config: Config,
+    pub data_dir: PathBuf,
+    bin_dir: PathBuf,
+    monolith: Option<Child>,
+    /// Instances started by [`Deployment::start_instance`], by name.
+    extra: Vec<(String, Child)>,
+    postgres_db: Option<String>,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_owned()
+}
+
+/// The directory holding the workspace's binaries.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HS_BIN_DIR") {
+        return dir.into();
+    }
+    // target/<profile>/deps/<test binary>
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(Path::parent).expect("a cargo target directory").to_owned()
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn nats_url() -> String {
+    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+fn use_postgres() -> bool {
+    std::env::var("TEST_DATABASE").is_ok_and(|v| v == "postgres")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+fn random_suffix() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+impl Deployment {
+    pub async fn start(mode: Mode) -> Deployment {
+        Self::start_with(Options::new(mode)).await
+    }
+
+    pub async fn start_with(options: Options) -> Deployment {
+        match Self::try_start(options).await {
+            Ok(deployment) => deployment,
+            Err(e) => panic!("cannot start the deployment: {e:#}"),
+        }
+    }
+
+    async fn try_start(options: Options) -> anyhow::Result<Deployment> {
+        let suffix = random_suffix();
+        let server_name = format!("hs{}.test", &suffix[..8]);
+        let data_dir = std::env::temp_dir().join(format!("hs-test-{suffix}"));
+        std::fs::create_dir_all(&data_dir)?;
+        let bin_dir = bin_dir();
+        let postgres_db = if use_postgres() { Some(create_database(&suffix).await?) } else { None };
+        let (client_port, federation_port) = (free_port(), free_port());
+
+        let mut generate = Command::new(bin_dir.join("homeserver"));
+        generate
+            .args(["generate-config", "--server-name", &server_name, "--data-dir"])
+            .arg(&data_dir)
+            .args(["--client-listen", &format!("127.0.0.1:{client_port}")])
+            .args(["--federation-listen", &format!("127.0.0.1:{federation_port}")])
+            .args(["--no-rate-limits", "--allow-private-outbound", "--open-registration"]);
+        if !options.embedded_nats {
+            generate.args(["--nats", &nats_url()]);
+        }
+        if let Some(db) = &postgres_db {
+            generate.args(["--database", &format!("{}/{db}", postgres_admin_url())]);
+        }
+        let output = generate.output().context("cannot run homeserver generate-config")?;
+        if !output.status.success() {
+            bail!("generate-config failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let config_path = data_dir.join("homeserver.yaml");
+        std::fs::write(&config_path, &output.stdout)?;
+        let config = Config::load(&config_path)?;
+
+        let mut deployment = Deployment {
+            mode: options.mode,
+            base_url: format!("http://127.0.0.1:{client_port}"),
+            federation_url: format!("http://127.0.0.1:{federation_port}"),
+            server_name,
+            config_path,
+            config,
+            data_dir,
+            bin_dir,
+            monolith: None,
+            extra: Vec::new(),
+            postgres_db,
+        };
+        match options.mode {
+            Mode::Monolith => {
+                let log = std::fs::File::create(deployment.data_dir.join("homeserver.log"))?;
+                let child = Command::new(deployment.bin_dir.join("homeserver"))
+                    .arg("run")
+                    .arg("--config")
+                    .arg(&deployment.config_path)
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
+                    .spawn()
+                    .context("cannot start homeserver run")?;
+                deployment.monolith = Some(child);
+                deployment.wait_healthy(&deployment.base_url.clone()).await?;
+            }
+            Mode::Polylith => {
+                let mut up = Command::new(repo_root().join("deploy/local/up.sh"));
+                up.arg(&deployment.config_path).env("HS_BIN_DIR", &deployment.bin_dir);
+                if let Some(instances) = &options.instances {
+                    up.env("HS_INSTANCES", instances);
+                }
+                let output = up.output().context("cannot run deploy/local/up.sh")?;
+                if !output.status.success() {
+                    bail!("up.sh failed: {}", String::from_utf8_lossy(&output.stderr));
+                }
+                let stdout = String::from_utf8_lossy(&output.stdout);
+                let last = stdout.lines().last().unwrap_or_default().trim();
+                if last != deployment.base_url {
+                    bail!("up.sh's last line is {last:?}, not the base URL {}", deployment.base_url);
+                }
+            }
+        }
+        Ok(deployment)
+    }
+
+    async fn wait_healthy(&mut self, base_url: &str) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(response) = client.get(format!("{base_url}/health")).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            if let Some(child) = &mut self.monolith
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("homeserver exited at start ({status}):\n{}", self.log_tail("homeserver.log"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("{base_url} did not become healthy:\n{}", self.log_tail("homeserver.log"))
+    }
+
+    pub fn log_tail(&self, name: &str) -> String {
+        let path = match self.mode {
+            Mode::Monolith => self.data_dir.join(name),
+            Mode::Polylith => self.run_dir().join(name),
+        };
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.data_dir.join("polylith")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// The server's signing key, as a component would load it.
+    pub fn signing_key(&self) -> SigningKey {
+        SigningKey::load(&self.config.global.signing_key_path).expect("the deployment's signing key")
+    }
+
+    /// A bus connection under the deployment's prefix, to act as a component would.
+    pub async fn bus(&self) -> Bus {
+        let mut nats = self.config.global.nats.clone();
+        nats.url.get_or_insert_with(nats_url);
+        Bus::connect(&nats, "tests").await.expect("the test connects to NATS")
+    }
+
+    /// The pid of a polylith instance (`roomserver-1`, or `roomserver-extra1`).
+    pub fn pid_of(&self, instance: &str) -> u32 {
+        if let Some((_, child)) = self.extra.iter().find(|(name, _)| name == instance) {
+            return child.id();
+        }
+        let text = std::fs::read_to_string(self.run_dir().join(format!("{instance}.pid")))
+            .unwrap_or_else(|e| panic!("no pid file for {instance}: {e}"));
+        text.trim().parse().expect("a pid")
+    }
+
+    /// Sends a signal to a polylith instance and waits for it to be gone.
+    pub async fn kill_instance(&mut self, instance: &str, signal: libc::c_int) {
+        let pid = self.pid_of(instance) as libc::pid_t;
+        // SAFETY: signalling a process this deployment started.
+        unsafe { libc::kill(pid, signal) };
+        if let Some((_, child)) = self.extra.iter_mut().find(|(name, _)| name == instance) {
+            // Our own child: reap it, or it lingers as a zombie that still "exists".
+            let _ = wait_or_kill(child, Duration::from_secs(30));
+            return;
+        }
+        for _ in 0..600 {
+            // SAFETY: signal 0 only checks the process exists.
+            if unsafe { libc::kill(pid, 0) } != 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{instance} did not exit");
+    }
+
+    /// Starts one more instance of a component, stopped with the deployment.
+    pub async fn start_instance(&mut self, component: &str) -> String {
+        let port = free_port();
+        let name = format!("{component}-extra{}", self.extra.len() + 1);
+        let log = std::fs::File::create(self.data_dir.join(format!("{name}.log"))).expect("log file");
+        let child = Command::new(self.bin_dir.join(component))
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("the component starts");
+        self.extra.push((name.clone(), child));
+        let url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(response) = client.get(format!("{url}/health")).send().await
+                && response.status().is_success()
+            {
+                return name;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{name} did not become healthy:\n{}", std::fs::read_to_string(self.data_dir.join(format!("{name}.log"))).unwrap_or_default());
+    }
+
+    /// Stops `homeserver run` with SIGTERM and returns its exit status.
+    pub async fn terminate_monolith(&mut self) -> std::process::ExitStatus {
+        let mut child = self.monolith.take().expect("a monolith deployment");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        for _ in 0..600 {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        panic!("homeserver did not exit within 30s of SIGTERM");
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        for child in self.extra.iter().map(|(_, child)| child).chain(self.monolith.as_ref()) {
+            // SAFETY: signalling our own children.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        }
+        for child in self.extra.iter_mut().map(|(_, child)| child).chain(self.monolith.as_mut()) {
+            let _ = wait_or_kill(child, Duration::from_secs(20));
+        }
+        if self.mode == Mode::Polylith {
+            let _ = Command::new(repo_root().join("deploy/local/down.sh"))
+                .arg(&self.config_path)
+                .env("HS_BIN_DIR", &self.bin_dir)
+                .status();
+        }
+        let prefix = self.config.global.nats.stream_prefix.clone();
+        let nats = self.config.global.nats.url.clone();
+        let db = self.postgres_db.take();
+        // Drop may run inside the test's runtime, which cannot block; clean up on a thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async move {
+                if let Some(url) = nats {
+                    let _ = delete_streams(&url, &prefix).await;
+                }
+                if let Some(db) = db {
+                    let _ = drop_database(&db).await;
+                }
+            });
+            Some(())
+        })
+        .join();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        } else {
+            eprintln!("deployment files kept for inspection: {}", self.data_dir.display());
+        }
+    }
+}
+
+fn wait_or_kill(child: &mut Child, grace: Duration) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill()?;
+    child.wait().map(|_| ())
+}
+
+async fn admin_connection() -> anyhow::Result<sqlx::AnyConnection> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    Ok(sqlx::AnyConnection::connect(&format!("{}/postgres", postgres_admin_url())).await?)
+}
+
+async fn create_database(suffix: &str) -> anyhow::Result<String> {
+    use sqlx::Executor;
+    let name = format!("hs_test_{suffix}");
+    let mut conn = admin_connection().await.context("cannot reach Postgres (TEST_POSTGRES_URL)")?;
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await?;
+    Ok(name)
+}
+
+async fn drop_database(name: &str) -> anyhow::Result<()> {
+    use sqlx::Executor;
+    let mut conn = admin_connection().await?;
+    conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await?;
+    Ok(())
+}
+
+async fn delete_streams(url: &str, prefix: &str) -> anyhow::Result<()> {
+    let client = async_nats::connect(url).await?;
+    let jetstream = async_nats::jetstream::new(client);
+    for stream in common::bus::Stream::ALL {
+        let _ = jetstream.delete_stream(format!("{prefix}_{}", stream.name())).await;
+    }
+    Ok(())
+}

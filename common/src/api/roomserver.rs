@@ -66,9 +66,10 @@ pub enum InputVerdict {
     Rejected { event_id: OwnedEventId, reason: String },
 }
 
-/// What the roomserver emits for every event it accepts.
+/// What the roomserver emits for every event it accepts. Externally tagged:
+/// an internally tagged enum cannot carry a `RawValue`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum OutputRoomEvent {
     NewRoomEvent(NewRoomEvent),
 }

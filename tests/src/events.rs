@@ -1,0 +1,30 @@
+//! Events as a component would build them: hashed and signed with the
+//! deployment's key.
+
+use common::keys::SigningKey;
+use ruma::{CanonicalJsonObject, OwnedEventId, RoomVersionId};
+use serde_json::json;
+
+/// A signed `m.room.create` event of a new room, and its event id.
+pub fn create_event(server_name: &str, key: &SigningKey) -> (OwnedEventId, ruma::OwnedRoomId, CanonicalJsonObject) {
+    let room_id: ruma::OwnedRoomId =
+        format!("!{:016x}:{server_name}", rand::random::<u64>()).try_into().expect("a room id");
+    let sender = format!("@creator:{server_name}");
+    let event = json!({
+        "type": "m.room.create",
+        "state_key": "",
+        "content": { "creator": sender, "room_version": "10" },
+        "sender": sender,
+        "room_id": room_id,
+        "origin_server_ts": 1_700_000_000_000u64,
+        "depth": 1,
+        "prev_events": [],
+        "auth_events": [],
+    });
+    let mut object: CanonicalJsonObject = serde_json::from_value(event).expect("canonical JSON");
+    let rules = RoomVersionId::V10.rules().expect("room version 10");
+    ruma::signatures::hash_and_sign_event(server_name, key.pair(), &mut object, &rules.redaction)
+        .expect("the event signs");
+    let hash = ruma::signatures::reference_hash(&object, &rules).expect("a reference hash");
+    (format!("${hash}").try_into().expect("an event id"), room_id, object)
+}
