@@ -26,11 +26,6 @@ async fn query_events(events: &Events, request: QueryEventsRequest) -> Result<Qu
             format!("at most {MAX_EVENTS_PER_QUERY} events per query"),
         ));
     }
-    let mut found = Vec::with_capacity(request.event_ids.len());
-    for event_id in &request.event_ids {
-        if let Some(event) = events.get(event_id.as_str()).await? {
-            found.push(event);
-        }
-    }
-    Ok(QueryEventsResponse { events: found })
+    let ids: Vec<&str> = request.event_ids.iter().map(|id| id.as_str()).collect();
+    Ok(QueryEventsResponse { events: events.get_many(&ids).await? })
 }

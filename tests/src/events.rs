@@ -9,6 +9,17 @@ use serde_json::json;
 pub fn create_event(server_name: &str, key: &SigningKey) -> (OwnedEventId, ruma::OwnedRoomId, CanonicalJsonObject) {
     let room_id: ruma::OwnedRoomId =
         format!("!{:016x}:{server_name}", rand::random::<u64>()).try_into().expect("a room id");
+    let (event_id, object) = event_in_room(server_name, key, &room_id, 0);
+    (event_id, room_id, object)
+}
+
+/// The `n`th distinct signed event in a room, and its id.
+pub fn event_in_room(
+    server_name: &str,
+    key: &SigningKey,
+    room_id: &ruma::RoomId,
+    n: u64,
+) -> (OwnedEventId, CanonicalJsonObject) {
     let sender = format!("@creator:{server_name}");
     let event = json!({
         "type": "m.room.create",
@@ -16,7 +27,7 @@ pub fn create_event(server_name: &str, key: &SigningKey) -> (OwnedEventId, ruma:
         "content": { "creator": sender, "room_version": "10" },
         "sender": sender,
         "room_id": room_id,
-        "origin_server_ts": 1_700_000_000_000u64,
+        "origin_server_ts": 1_700_000_000_000u64 + n,
         "depth": 1,
         "prev_events": [],
         "auth_events": [],
@@ -26,5 +37,5 @@ pub fn create_event(server_name: &str, key: &SigningKey) -> (OwnedEventId, ruma:
     ruma::signatures::hash_and_sign_event(server_name, key.pair(), &mut object, &rules.redaction)
         .expect("the event signs");
     let hash = ruma::signatures::reference_hash(&object, &rules).expect("a reference hash");
-    (format!("${hash}").try_into().expect("an event id"), room_id, object)
+    (format!("${hash}").try_into().expect("an event id"), object)
 }

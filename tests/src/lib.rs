@@ -230,6 +230,13 @@ impl Deployment {
         Bus::connect(&nats, "tests").await.expect("the test connects to NATS")
     }
 
+    /// Where a polylith instance (`clientapi-1`) serves HTTP directly, bypassing nginx.
+    pub fn instance_url(&self, instance: &str) -> String {
+        let addr = std::fs::read_to_string(self.run_dir().join(format!("{instance}.addr")))
+            .unwrap_or_else(|e| panic!("no address file for {instance}: {e}"));
+        format!("http://{}", addr.trim())
+    }
+
     /// The pid of a polylith instance (`roomserver-1`, or `roomserver-extra1`).
     pub fn pid_of(&self, instance: &str) -> u32 {
         if let Some((_, child)) = self.extra.iter().find(|(name, _)| name == instance) {

@@ -59,6 +59,18 @@ async fn polylith_serves_versions_and_keys_through_nginx() {
     let (status, body) = get_json(&format!("{}/_matrix/federation/v1/version", deployment.federation_url)).await;
     assert_eq!(status, 200);
     assert_eq!(body["server"]["name"], "homeserver");
+
+    // Each instance reports its own metrics and health; the public edge does not publish metrics.
+    for instance in ["clientapi-1", "clientapi-2", "syncapi-1", "roomserver-1", "userapi-1"] {
+        let url = deployment.instance_url(instance);
+        assert_eq!(reqwest::get(format!("{url}/health")).await.unwrap().status(), 200, "{instance}");
+        let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap();
+        assert_eq!(metrics.status(), 200, "{instance}");
+    }
+    let clientapi = deployment.instance_url("clientapi-1");
+    let text = reqwest::get(format!("{clientapi}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(text.contains("http_requests_total"), "{text}");
+    assert_eq!(reqwest::get(deployment.url("/metrics")).await.unwrap().status(), 403);
 }
 
 #[tokio::test]

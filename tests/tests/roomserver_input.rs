@@ -137,3 +137,52 @@ async fn input_survives_a_killed_roomserver_and_is_processed_once() {
         .expect("the roomserver answers");
     assert_eq!(stored.events.len(), published.len());
 }
+
+/// One room's events come out in the order they went in, and a poison
+/// message (undecodable, or an event whose id does not match) is dropped
+/// without holding up the events behind it.
+#[tokio::test]
+async fn a_room_is_processed_in_order_past_poison_messages() {
+    use async_nats::jetstream::message::PublishMessage;
+    use common::bus::partition_of;
+    use tests::events::event_in_room;
+
+    let deployment = Deployment::start(Mode::Monolith).await;
+    let bus = deployment.bus().await;
+    let key = deployment.signing_key();
+    let room_id: ruma::OwnedRoomId = format!("!ordered:{}", deployment.server_name).try_into().unwrap();
+    let partition = bus.partition_subject(Stream::InputRoomEvent, partition_of(room_id.as_str(), bus.partitions()));
+    let mut expected = Vec::new();
+    for n in 0..30 {
+        let (event_id, event) = event_in_room(&deployment.server_name, &key, &room_id, n);
+        let msg = InputRoomEvent {
+            kind: InputKind::New,
+            room_id: room_id.clone(),
+            room_version: RoomVersionId::V10,
+            event_id: event_id.clone(),
+            event: serde_json::value::to_raw_value(&event).unwrap(),
+            origin: deployment.server_name.as_str().try_into().unwrap(),
+            transaction: None,
+            reply_to: None,
+        };
+        match n {
+            10 => {
+                let ack = bus
+                    .jetstream()
+                    .send_publish(partition.clone(), PublishMessage::build().payload("not json".into()).message_id("poison"))
+                    .await
+                    .unwrap();
+                ack.await.unwrap();
+            }
+            20 => {
+                let forged = InputRoomEvent { event_id: "$forged".try_into().unwrap(), ..msg.clone() };
+                bus.publish(&forged).await.unwrap();
+            }
+            _ => {}
+        }
+        bus.publish(&msg).await.unwrap();
+        expected.push(event_id);
+    }
+    let out = wait_processed(&deployment, &bus, expected.len()).await;
+    assert_eq!(out, expected, "one room's events in publish order, without the poison");
+}

@@ -35,19 +35,31 @@ impl Events {
         Ok(result.rows_affected() == 1)
     }
 
-    pub async fn get(&self, event_id: &str) -> anyhow::Result<Option<StoredEvent>> {
-        let row: Option<(String, String, String)> =
-            sqlx::query_as("SELECT event_id, room_id, json FROM roomserver_events WHERE event_id = $1")
-                .bind(event_id)
-                .fetch_optional(self.db.pool())
-                .await?;
-        row.map(|(event_id, room_id, json)| {
-            Ok(StoredEvent {
-                event_id: event_id.try_into()?,
-                room_id: room_id.try_into()?,
-                event: serde_json::value::RawValue::from_string(json)?,
+    /// The stored events among `event_ids`, in one query.
+    pub async fn get_many(&self, event_ids: &[&str]) -> anyhow::Result<Vec<StoredEvent>> {
+        if event_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=event_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT event_id, room_id, json FROM roomserver_events WHERE event_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(sql));
+        for event_id in event_ids {
+            query = query.bind(*event_id);
+        }
+        query
+            .fetch_all(self.db.pool())
+            .await?
+            .into_iter()
+            .map(|(event_id, room_id, json)| {
+                Ok(StoredEvent {
+                    event_id: event_id.try_into()?,
+                    room_id: room_id.try_into()?,
+                    event: serde_json::value::RawValue::from_string(json)?,
+                })
             })
-        })
-        .transpose()
+            .collect()
     }
 }
