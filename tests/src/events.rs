@@ -1,7 +1,10 @@
 //! Events as a component would build them: hashed and signed with the
 //! deployment's key.
 
-use common::keys::SigningKey;
+use common::{
+    api::roomserver::{InputKind, InputRoomEvent},
+    keys::SigningKey,
+};
 use ruma::{CanonicalJsonObject, OwnedEventId, RoomVersionId};
 use serde_json::json;
 
@@ -38,4 +41,18 @@ pub fn event_in_room(
         .expect("the event signs");
     let hash = ruma::signatures::reference_hash(&object, &rules).expect("a reference hash");
     (format!("${hash}").try_into().expect("an event id"), object)
+}
+
+/// The `InputRoomEvent` a local component would publish for an event.
+pub fn input(server_name: &str, room_id: &ruma::RoomId, event_id: OwnedEventId, event: &CanonicalJsonObject) -> InputRoomEvent {
+    InputRoomEvent {
+        kind: InputKind::New,
+        room_id: room_id.to_owned(),
+        room_version: RoomVersionId::V10,
+        event_id,
+        event: serde_json::value::to_raw_value(event).expect("JSON"),
+        origin: server_name.try_into().expect("a server name"),
+        transaction: None,
+        reply_to: None,
+    }
 }

@@ -4,26 +4,20 @@
 use std::{collections::HashSet, time::Duration};
 
 use common::{
-    api::roomserver::{InputKind, InputRoomEvent, OutputRoomEvent, QueryEvents, QueryEventsRequest},
+    api::roomserver::{InputRoomEvent, OutputRoomEvent, QueryEvents, QueryEventsRequest},
     bus::{Bus, Stream, StreamMessage},
 };
-use ruma::{OwnedEventId, RoomVersionId};
-use tests::{Deployment, Mode, Options, events::create_event};
+use ruma::OwnedEventId;
+use tests::{
+    Deployment, Mode, Options,
+    events::{self, create_event},
+};
 
 const MINIMAL: &str = "roomserver=1 clientapi=1 syncapi=1 federationreceiver=1";
 
-fn input(deployment: &Deployment) -> InputRoomEvent {
+fn new_room(deployment: &Deployment) -> InputRoomEvent {
     let (event_id, room_id, event) = create_event(&deployment.server_name, &deployment.signing_key());
-    InputRoomEvent {
-        kind: InputKind::New,
-        room_id,
-        room_version: RoomVersionId::V10,
-        event_id,
-        event: serde_json::value::to_raw_value(&event).unwrap(),
-        origin: deployment.server_name.as_str().try_into().unwrap(),
-        transaction: None,
-        reply_to: None,
-    }
+    events::input(&deployment.server_name, &room_id, event_id, &event)
 }
 
 async fn publish_under_new_id(bus: &Bus, msg: &InputRoomEvent) {
@@ -93,7 +87,7 @@ async fn input_survives_a_killed_roomserver_and_is_processed_once() {
     let mut published = Vec::new();
     let mut first = Vec::new();
     for _ in 0..20 {
-        let msg = input(&deployment);
+        let msg = new_room(&deployment);
         bus.publish(&msg).await.unwrap();
         published.push(msg.event_id.clone());
         // The same fact again: JetStream drops it by its Nats-Msg-Id.
@@ -115,7 +109,7 @@ async fn input_survives_a_killed_roomserver_and_is_processed_once() {
     // Killed in the middle of a burst: what it held is redelivered to the
     // next instance, and still comes out once.
     for _ in 0..60 {
-        let msg = input(&deployment);
+        let msg = new_room(&deployment);
         bus.publish(&msg).await.unwrap();
         published.push(msg.event_id.clone());
     }
@@ -145,7 +139,6 @@ async fn input_survives_a_killed_roomserver_and_is_processed_once() {
 async fn a_room_is_processed_in_order_past_poison_messages() {
     use async_nats::jetstream::message::PublishMessage;
     use common::bus::partition_of;
-    use tests::events::event_in_room;
 
     let deployment = Deployment::start(Mode::Monolith).await;
     let bus = deployment.bus().await;
@@ -154,17 +147,8 @@ async fn a_room_is_processed_in_order_past_poison_messages() {
     let partition = bus.partition_subject(Stream::InputRoomEvent, partition_of(room_id.as_str(), bus.partitions()));
     let mut expected = Vec::new();
     for n in 0..30 {
-        let (event_id, event) = event_in_room(&deployment.server_name, &key, &room_id, n);
-        let msg = InputRoomEvent {
-            kind: InputKind::New,
-            room_id: room_id.clone(),
-            room_version: RoomVersionId::V10,
-            event_id: event_id.clone(),
-            event: serde_json::value::to_raw_value(&event).unwrap(),
-            origin: deployment.server_name.as_str().try_into().unwrap(),
-            transaction: None,
-            reply_to: None,
-        };
+        let (event_id, event) = events::event_in_room(&deployment.server_name, &key, &room_id, n);
+        let msg = events::input(&deployment.server_name, &room_id, event_id.clone(), &event);
         match n {
             10 => {
                 let ack = bus

@@ -4,26 +4,18 @@
 use std::time::Duration;
 
 use common::{
-    api::roomserver::{InputKind, InputRoomEvent, QueryEvents, QueryEventsRequest},
+    api::roomserver::{QueryEvents, QueryEventsRequest},
     bus::{Bus, Stream},
 };
-use ruma::{OwnedEventId, RoomVersionId};
-use tests::{Deployment, Mode, Options, events::create_event};
+use ruma::OwnedEventId;
+use tests::{
+    Deployment, Mode, Options,
+    events::{create_event, input},
+};
 
 async fn publish_event(deployment: &Deployment, bus: &Bus) -> OwnedEventId {
     let (event_id, room_id, event) = create_event(&deployment.server_name, &deployment.signing_key());
-    bus.publish(&InputRoomEvent {
-        kind: InputKind::New,
-        room_id,
-        room_version: RoomVersionId::V10,
-        event_id: event_id.clone(),
-        event: serde_json::value::to_raw_value(&event).unwrap(),
-        origin: deployment.server_name.as_str().try_into().unwrap(),
-        transaction: None,
-        reply_to: None,
-    })
-    .await
-    .unwrap();
+    bus.publish(&input(&deployment.server_name, &room_id, event_id.clone(), &event)).await.unwrap();
     event_id
 }
 
