@@ -44,9 +44,11 @@ fi
 mkdir -p "$run_dir/nginx-tmp"
 echo "$config" > "$run_dir/config"
 
-# A free loopback port: probe upward from a random start.
+# A free loopback port, below the kernel's ephemeral range: a port there may
+# be the local end of an outgoing connection, which a probe cannot see.
+ephemeral_low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 free_port() {
-    local port=$((20000 + RANDOM % 40000))
+    local port=$((26000 + RANDOM % (ephemeral_low - 26000)))
     while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
     echo "$port"
 }
@@ -73,12 +75,19 @@ for entry in $instances; do
     count=${entry#*=}
     for i in $(seq 1 "$count"); do
         name="$component-$i"
-        port=$(free_port)
-        "$bin/$component" --config "$config" --listen "127.0.0.1:$port" </dev/null >"$run_dir/$name.log" 2>&1 &
-        pid=$!
-        echo "$pid" > "$run_dir/$name.pid"
-        echo "127.0.0.1:$port" > "$run_dir/$name.addr"
-        if ! wait_healthy "$name" "http://127.0.0.1:$port" "$pid"; then failed=1; break 2; fi
+        # Another process may take the port between probe and bind: try another.
+        for attempt in 1 2 3; do
+            port=$(free_port)
+            "$bin/$component" --config "$config" --listen "127.0.0.1:$port" </dev/null >"$run_dir/$name.log" 2>&1 &
+            pid=$!
+            echo "$pid" > "$run_dir/$name.pid"
+            echo "127.0.0.1:$port" > "$run_dir/$name.addr"
+            if wait_healthy "$name" "http://127.0.0.1:$port" "$pid"; then break; fi
+            if [ "$attempt" = 3 ] || ! grep -q "Address already in use" "$run_dir/$name.log"; then
+                failed=1
+                break 3
+            fi
+        done
         servers[$component]+="        server 127.0.0.1:$port max_fails=1 fail_timeout=2s;"$'\n'
     done
 done

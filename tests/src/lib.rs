@@ -84,8 +84,17 @@ fn use_postgres() -> bool {
     std::env::var("TEST_DATABASE").is_ok_and(|v| v == "postgres")
 }
 
+/// A free loopback port below the kernel's ephemeral range (where outgoing
+/// connections could take it before our server binds it), and below the
+/// range deploy/local/up.sh picks from.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+    for _ in 0..1000 {
+        let port = rand::random_range(20000..26000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 26000");
 }
 
 fn random_suffix() -> String {
