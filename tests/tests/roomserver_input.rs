@@ -113,10 +113,10 @@ async fn input_survives_a_killed_roomserver_and_is_processed_once() {
         bus.publish(&msg).await.unwrap();
         published.push(msg.event_id.clone());
     }
-    for _ in 0..600 {
-        if outputs(&bus).await.len() >= 30 {
-            break;
-        }
+    let mut waited = 0;
+    while outputs(&bus).await.len() < 30 {
+        assert!(waited < 600, "the burst is not being processed");
+        waited += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     deployment.kill_instance("roomserver-extra1", libc::SIGKILL).await;

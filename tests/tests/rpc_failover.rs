@@ -41,9 +41,9 @@ async fn rpc_and_input_survive_a_killed_instance() {
     let first = publish_event(&deployment, &bus).await;
     wait_stored(&bus, std::slice::from_ref(&first)).await;
 
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let asking = tokio::spawn({
-        let bus = bus.clone();
-        let first = first.clone();
+        let (bus, first, answered) = (bus.clone(), first.clone(), answered.clone());
         async move {
             for i in 0..200 {
                 let response = bus
@@ -51,12 +51,19 @@ async fn rpc_and_input_survive_a_killed_instance() {
                     .await
                     .unwrap_or_else(|e| panic!("call {i} failed: {e}"));
                 assert_eq!(response.events.len(), 1);
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Kill one instance while the calls are flowing, not before or after.
+    let load = || answered.load(std::sync::atomic::Ordering::SeqCst);
+    while load() < 20 {
+        assert!(!asking.is_finished(), "the asking task stopped early");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     deployment.kill_instance("roomserver-1", libc::SIGKILL).await;
+    assert!(load() < 200, "the kill came after every call; the test proves nothing");
     asking.await.expect("every call was answered");
 
     // The survivor takes every room's input, on all partitions.
