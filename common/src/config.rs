@@ -21,7 +21,7 @@ pub struct Config {
     pub syncapi: Component,
     pub federationsender: Component,
     pub federationreceiver: Component,
-    pub userapi: Component,
+    pub userapi: UserApi,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,12 +70,29 @@ pub struct RateLimits {
     pub enabled: bool,
     pub per_second: f64,
     pub burst: u32,
+    #[serde(default = "default_account_per_second")]
+    pub account_per_second: f64,
+    #[serde(default = "default_account_burst")]
+    pub account_burst: u32,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
-        Self { enabled: true, per_second: 10.0, burst: 50 }
+        Self {
+            enabled: true,
+            per_second: 10.0,
+            burst: 50,
+            account_per_second: default_account_per_second(),
+            account_burst: default_account_burst(),
+        }
     }
+}
+
+fn default_account_per_second() -> f64 {
+    0.2
+}
+fn default_account_burst() -> u32 {
+    5
 }
 
 /// What every component section has: where it listens when run as its own
@@ -102,6 +119,81 @@ pub struct ClientApi {
 #[serde(deny_unknown_fields)]
 pub struct Registration {
     pub open: bool,
+    /// When not empty, registering needs one of these tokens, open or not.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    #[serde(default)]
+    pub guests: bool,
+    /// Enables `/_synapse/admin/v1/register` (HMAC-SHA1 with this secret).
+    #[serde(default)]
+    pub shared_secret: Option<String>,
+}
+
+impl Registration {
+    /// Whether POST /register may create a (non-guest) account at all.
+    pub fn enabled(&self) -> bool {
+        self.open || !self.tokens.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserApi {
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub database: Option<String>,
+    #[serde(default)]
+    pub password_hashing: PasswordHashing,
+    #[serde(default)]
+    pub password_policy: PasswordPolicy,
+    /// Lifetime of access tokens issued with a refresh token (ms).
+    #[serde(default = "default_refreshable_token_lifetime_ms")]
+    pub refreshable_token_lifetime_ms: u64,
+    /// Lifetime of login tokens from POST /login/get_token (ms).
+    #[serde(default = "default_login_token_lifetime_ms")]
+    pub login_token_lifetime_ms: u64,
+}
+
+/// Argon2id parameters for new password hashes; existing hashes keep theirs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordHashing {
+    pub memory_kib: u32,
+    pub iterations: u32,
+}
+
+impl Default for PasswordHashing {
+    fn default() -> Self {
+        // OWASP's recommendation for Argon2id.
+        Self { memory_kib: 19_456, iterations: 2 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordPolicy {
+    pub min_length: usize,
+    #[serde(default)]
+    pub require_digit: bool,
+    #[serde(default)]
+    pub require_symbol: bool,
+    #[serde(default)]
+    pub require_lowercase: bool,
+    #[serde(default)]
+    pub require_uppercase: bool,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self { min_length: 8, require_digit: false, require_symbol: false, require_lowercase: false, require_uppercase: false }
+    }
+}
+
+fn default_refreshable_token_lifetime_ms() -> u64 {
+    5 * 60 * 1000
+}
+fn default_login_token_lifetime_ms() -> u64 {
+    2 * 60 * 1000
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -198,6 +290,28 @@ impl Config {
                 "per_second and burst must be positive when enabled",
             ));
         }
+        if limits.enabled && (limits.account_per_second <= 0.0 || limits.account_burst == 0) {
+            return Err(ConfigError::new(
+                "global.rate_limits",
+                "account_per_second and account_burst must be positive when enabled",
+            ));
+        }
+        let hashing = &self.userapi.password_hashing;
+        if hashing.memory_kib < 8 {
+            return Err(ConfigError::new("userapi.password_hashing.memory_kib", "must be at least 8"));
+        }
+        if hashing.iterations == 0 {
+            return Err(ConfigError::new("userapi.password_hashing.iterations", "must be positive"));
+        }
+        if self.userapi.refreshable_token_lifetime_ms == 0 {
+            return Err(ConfigError::new("userapi.refreshable_token_lifetime_ms", "must be positive"));
+        }
+        if self.userapi.login_token_lifetime_ms == 0 {
+            return Err(ConfigError::new("userapi.login_token_lifetime_ms", "must be positive"));
+        }
+        if self.clientapi.registration.shared_secret.as_deref().is_some_and(str::is_empty) {
+            return Err(ConfigError::new("clientapi.registration.shared_secret", "must not be empty"));
+        }
         if let Some(url) = &self.global.public_base_url
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
@@ -289,6 +403,8 @@ pub struct GenerateOptions {
     pub nats: Option<String>,
     pub stream_prefix: String,
     pub open_registration: bool,
+    /// The secret of shared-secret registration.
+    pub shared_secret: String,
     pub rate_limits: bool,
     pub allow_private_outbound: bool,
     /// First port of the range the per-component listeners use.
@@ -319,7 +435,8 @@ pub fn render(o: &GenerateOptions) -> String {
         .replace("{federation_listen}", &o.federation_listen.to_string())
         .replace("{allow_private_outbound}", &o.allow_private_outbound.to_string())
         .replace("{rate_limits}", &o.rate_limits.to_string())
-        .replace("{open_registration}", &o.open_registration.to_string());
+        .replace("{open_registration}", &o.open_registration.to_string())
+        .replace("{shared_secret}", &o.shared_secret);
     let host = o.client_listen.ip();
     for (i, c) in COMPONENTS.iter().enumerate() {
         let listen = SocketAddr::new(host, o.component_base_port + i as u16);
@@ -351,6 +468,7 @@ mod tests {
             nats: None,
             stream_prefix: "example_org".into(),
             open_registration: false,
+            shared_secret: "CHANGE-ME".into(),
             rate_limits: true,
             allow_private_outbound: false,
             component_base_port: 7701,

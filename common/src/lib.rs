@@ -2,6 +2,7 @@
 //! glue, and `api/`, the contracts between components.
 
 pub mod api;
+pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod http;

@@ -7,6 +7,7 @@ use axum::Router;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    auth::TokenCache,
     bus::Bus,
     config::{Config, ConfigError},
     http::HealthCheck,
@@ -24,6 +25,8 @@ pub struct Runtime {
     /// Cancelled when something failed so badly the process must exit.
     pub fatal: CancellationToken,
     pub tasks: TaskTracker,
+    /// Access token owners, shared by every client listener of the process.
+    pub tokens: Arc<TokenCache>,
 }
 
 /// A running component's HTTP side.
@@ -40,11 +43,13 @@ impl Runtime {
     pub async fn new(config: Arc<Config>, process_name: &str) -> anyhow::Result<Runtime> {
         let key = Arc::new(SigningKey::load(&config.global.signing_key_path)?);
         let bus = Bus::connect(&config.global.nats, process_name).await?;
+        let shutdown = CancellationToken::new();
         Ok(Runtime {
             config,
+            tokens: TokenCache::start(bus.clone(), shutdown.clone()).await?,
             bus,
             key,
-            shutdown: CancellationToken::new(),
+            shutdown,
             fatal: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })
@@ -162,7 +167,7 @@ where
         let service = run(rt.clone()).await?;
         let router = crate::http::finish(
             service.client_routes.merge(service.federation_routes),
-            crate::http::HttpContext::new(&config),
+            crate::http::HttpContext::new(&config, Some(rt.tokens.clone())),
             rt.health(vec![service.db.clone()]),
         );
         serve_until_stopped(&rt, vec![(listen, router)]).await

@@ -60,6 +60,7 @@ pub fn run(args: Args) -> ExitCode {
         database: args.database,
         nats: args.nats,
         open_registration: args.open_registration,
+        shared_secret: common::auth::new_secret("ss"),
         rate_limits: !args.no_rate_limits,
         allow_private_outbound: args.allow_private_outbound,
         component_base_port: 7701,

@@ -8,6 +8,7 @@
 //! `TEST_NATS_URL` (default `nats://127.0.0.1:4222`); `HS_BIN_DIR` (default:
 //! the target directory these tests were built into).
 
+pub mod client;
 pub mod events;
 
 use std::{
@@ -33,12 +34,39 @@ pub struct Options {
     pub instances: Option<String>,
     /// No NATS URL in the config: `homeserver run` starts its own nats-server.
     pub embedded_nats: bool,
+    /// Changes to the generated config, as `dotted.path` → YAML value, e.g.
+    /// `("clientapi.registration.guests", "true")`.
+    pub config: Vec<(String, String)>,
 }
 
 impl Options {
     pub fn new(mode: Mode) -> Self {
-        Self { mode, instances: None, embedded_nats: false }
+        Self { mode, instances: None, embedded_nats: false, config: Vec::new() }
     }
+
+    /// Sets a config value (YAML syntax) before the deployment starts.
+    pub fn set(mut self, path: &str, yaml: &str) -> Self {
+        self.config.push((path.to_owned(), yaml.to_owned()));
+        self
+    }
+}
+
+/// Password hashing as cheap as Argon2 allows: tests log in a lot.
+const CHEAP_HASHING: [(&str, &str); 2] =
+    [("userapi.password_hashing.memory_kib", "8"), ("userapi.password_hashing.iterations", "1")];
+
+fn patch_config(text: &str, changes: &[(String, String)]) -> anyhow::Result<String> {
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(text)?;
+    let all = CHEAP_HASHING.iter().map(|(p, v)| (p.to_string(), v.to_string())).chain(changes.iter().cloned());
+    for (path, yaml) in all {
+        let mut node = &mut doc;
+        for key in path.split('.') {
+            let map = node.as_mapping_mut().with_context(|| format!("{path}: not a mapping at {key}"))?;
+            node = map.entry(key.into()).or_insert(serde_yaml::Value::Mapping(Default::default()));
+        }
+        *node = serde_yaml::from_str(&yaml).with_context(|| format!("{path}: bad YAML {yaml}"))?;
+    }
+    Ok(serde_yaml::to_string(&doc)?)
 }
 
 pub struct Deployment {
@@ -140,7 +168,7 @@ impl Deployment {
             bail!("generate-config failed: {}", String::from_utf8_lossy(&output.stderr));
         }
         let config_path = data_dir.join("homeserver.yaml");
-        std::fs::write(&config_path, &output.stdout)?;
+        std::fs::write(&config_path, patch_config(&String::from_utf8_lossy(&output.stdout), &options.config)?)?;
         let config = Config::load(&config_path)?;
 
         let mut deployment = Deployment {

@@ -7,7 +7,13 @@ mod consumer;
 mod rpc;
 mod streams;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
 use async_nats::jetstream::{self, message::PublishMessage};
@@ -45,14 +51,26 @@ struct Inner {
     prefix: String,
     partitions: u32,
     rpc_timeout: Duration,
+    /// Counts connections made; core NATS messages sent while disconnected are lost.
+    connections: Arc<AtomicU64>,
 }
 
 impl Bus {
     /// Connects and declares every stream (idempotently).
     pub async fn connect(config: &crate::config::Nats, name: &str) -> anyhow::Result<Bus> {
         let Some(url) = &config.url else { bail!("global.nats.url is not set") };
+        let connections = Arc::new(AtomicU64::new(0));
+        let counter = connections.clone();
         let client = async_nats::ConnectOptions::new()
             .name(name)
+            .event_callback(move |event| {
+                let counter = counter.clone();
+                async move {
+                    if matches!(event, async_nats::Event::Connected) {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
             .connect(url.as_str())
@@ -77,6 +95,7 @@ impl Bus {
                 prefix: config.stream_prefix.clone(),
                 partitions: config.input_partitions,
                 rpc_timeout: Duration::from_millis(config.rpc_timeout_ms),
+                connections,
             }),
         };
         bus.declare_streams().await?;
@@ -114,6 +133,12 @@ impl Bus {
 
     pub fn rpc_timeout(&self) -> Duration {
         self.inner.rpc_timeout
+    }
+
+    /// Changes whenever the connection to NATS is re-established: whoever
+    /// relies on core NATS notifications must assume it missed some.
+    pub fn connection_epoch(&self) -> u64 {
+        self.inner.connections.load(Ordering::SeqCst)
     }
 
     pub fn is_connected(&self) -> bool {

@@ -31,12 +31,20 @@ pub struct RemoteError {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", tag = "kind")]
 pub enum RemoteErrorKind {
     NotFound,
     BadRequest,
     Forbidden,
     Internal,
+    /// The access or refresh token is unknown, revoked or expired; `soft`
+    /// when the session may be resumed by refreshing or logging in again.
+    UnknownToken { soft: bool },
+    UserDeactivated,
+    UserInUse,
+    InvalidUsername,
+    WeakPassword,
+    MissingParam,
 }
 
 impl RemoteError {
@@ -172,4 +180,21 @@ where
     tracker.wait().await;
     let _ = bus.client().flush().await;
     Ok(())
+}
+
+/// Declares an RPC method: `rpc_method!(Name: "component"."method", retry, Request => Response);`
+#[macro_export]
+macro_rules! rpc_method {
+    ($(#[$doc:meta])* $name:ident: $component:literal . $method:literal, retry = $retry:expr, $req:ty => $resp:ty) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl $crate::bus::Rpc for $name {
+            const COMPONENT: &'static str = $component;
+            const METHOD: &'static str = $method;
+            const RETRY: bool = $retry;
+            type Request = $req;
+            type Response = $resp;
+        }
+    };
 }

@@ -20,6 +20,8 @@ pub enum Stream {
     /// Unread notification counts, for sync.
     OutputNotificationData,
     OutputPresenceEvent,
+    /// Display name and avatar changes, for member events and the user directory.
+    OutputProfileUpdate,
 }
 
 /// How long a repeated `Nats-Msg-Id` is recognised and dropped.
@@ -28,7 +30,7 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 impl Stream {
-    pub const ALL: [Stream; 9] = [
+    pub const ALL: [Stream; 10] = [
         Stream::InputRoomEvent,
         Stream::OutputRoomEvent,
         Stream::OutputClientData,
@@ -38,6 +40,7 @@ impl Stream {
         Stream::OutputKeyChangeEvent,
         Stream::OutputNotificationData,
         Stream::OutputPresenceEvent,
+        Stream::OutputProfileUpdate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +54,7 @@ impl Stream {
             Stream::OutputKeyChangeEvent => "OutputKeyChangeEvent",
             Stream::OutputNotificationData => "OutputNotificationData",
             Stream::OutputPresenceEvent => "OutputPresenceEvent",
+            Stream::OutputProfileUpdate => "OutputProfileUpdate",
         }
     }
 

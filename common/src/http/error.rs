@@ -64,6 +64,34 @@ impl MatrixError {
         Self::new(StatusCode::FORBIDDEN, ErrorKind::Forbidden, message)
     }
 
+    pub fn missing_token() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, ErrorKind::MissingToken, "Missing access token")
+    }
+
+    /// 401 M_UNKNOWN_TOKEN; `soft_logout` tells the client it may refresh or
+    /// log in again without losing its device.
+    pub fn unknown_token(soft_logout: bool, message: impl Into<String>) -> Self {
+        let mut data = ruma::api::error::UnknownTokenErrorData::new();
+        data.soft_logout = soft_logout;
+        Self::new(StatusCode::UNAUTHORIZED, ErrorKind::UnknownToken(data), message)
+    }
+
+    pub fn user_deactivated() -> Self {
+        Self::new(StatusCode::FORBIDDEN, ErrorKind::UserDeactivated, "This account has been deactivated")
+    }
+
+    pub fn guest_access_forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, ErrorKind::GuestAccessForbidden, "Guests may not use this endpoint")
+    }
+
+    pub fn missing_param(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::MissingParam, message)
+    }
+
+    pub fn unknown(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::new(status, ErrorKind::Unknown, message)
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorKind::Unknown, message)
     }
@@ -89,6 +117,16 @@ impl From<RpcError> for MatrixError {
                 RemoteErrorKind::BadRequest => Self::invalid_param(remote.message),
                 RemoteErrorKind::Forbidden => Self::forbidden(remote.message),
                 RemoteErrorKind::Internal => Self::internal(remote.message),
+                RemoteErrorKind::UnknownToken { soft } => Self::unknown_token(soft, remote.message),
+                RemoteErrorKind::UserDeactivated => Self::user_deactivated(),
+                RemoteErrorKind::UserInUse => Self::new(StatusCode::BAD_REQUEST, ErrorKind::UserInUse, remote.message),
+                RemoteErrorKind::InvalidUsername => {
+                    Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidUsername, remote.message)
+                }
+                RemoteErrorKind::WeakPassword => {
+                    Self::new(StatusCode::BAD_REQUEST, ErrorKind::WeakPassword, remote.message)
+                }
+                RemoteErrorKind::MissingParam => Self::missing_param(remote.message),
             },
             RpcError::Timeout(_) | RpcError::Unavailable(_) => {
                 tracing::warn!(error = %e, "a component did not answer");

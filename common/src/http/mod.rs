@@ -5,7 +5,13 @@ mod error;
 mod ratelimit;
 mod ruma;
 
-use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Instant};
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    pin::Pin,
+    sync::Arc,
+    time::Instant,
+};
 
 use axum::{
     Extension, Router,
@@ -19,26 +25,30 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::MatrixError;
 pub use ratelimit::{RateLimiter, client_address};
-pub use ruma::{Ruma, RumaResponse, RumaRouter, read_body};
+pub use ruma::{GuestAllowed, Ruma, RumaResponse, RumaRouter, TokenUse, read_body};
 
-use crate::config::Config;
+use crate::{auth::TokenCache, config::Config};
 
 /// Per-listener settings the extractor reads from the request extensions.
 pub struct HttpContext {
     pub max_body: usize,
-    pub limiter: Option<RateLimiter>,
+    pub limiter: Option<RateLimiter<IpAddr>>,
+    /// Resolves access tokens; listeners without client endpoints have none.
+    pub tokens: Option<Arc<TokenCache>>,
 }
 
 impl HttpContext {
-    pub fn new(config: &Config) -> Arc<Self> {
+    pub fn new(config: &Config, tokens: Option<Arc<TokenCache>>) -> Arc<Self> {
+        let limits = &config.global.rate_limits;
         Arc::new(Self {
             max_body: config.global.max_request_bytes,
-            limiter: RateLimiter::new(&config.global.rate_limits),
+            limiter: RateLimiter::new(limits.enabled, limits.per_second, limits.burst),
+            tokens,
         })
     }
 
-    fn check_rate(&self, peer: Option<SocketAddr>, headers: &http::HeaderMap) -> Result<(), MatrixError> {
-        match (&self.limiter, client_address(peer, headers)) {
+    fn check_rate(&self, client: Option<IpAddr>) -> Result<(), MatrixError> {
+        match (&self.limiter, client) {
             (Some(limiter), Some(ip)) => limiter.take(ip).map_err(MatrixError::limit_exceeded),
             _ => Ok(()),
         }

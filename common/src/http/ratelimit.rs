@@ -1,7 +1,9 @@
-//! Per client address token buckets for the endpoints the spec marks as rate limited.
+//! Token buckets per client address (for the endpoints the spec marks as
+//! rate limited) or per account (for logins).
 
 use std::{
     collections::HashMap,
+    hash::Hash,
     net::{IpAddr, SocketAddr},
     sync::Mutex,
     time::{Duration, Instant},
@@ -9,12 +11,10 @@ use std::{
 
 use http::HeaderMap;
 
-use crate::config::RateLimits;
-
-pub struct RateLimiter {
+pub struct RateLimiter<K> {
     per_second: f64,
     burst: f64,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
 struct Bucket {
@@ -25,17 +25,14 @@ struct Bucket {
 /// Past this many tracked addresses, full buckets are forgotten.
 const MAX_TRACKED: usize = 100_000;
 
-impl RateLimiter {
-    pub fn new(limits: &RateLimits) -> Option<Self> {
-        limits.enabled.then(|| Self {
-            per_second: limits.per_second,
-            burst: f64::from(limits.burst),
-            buckets: Mutex::new(HashMap::new()),
-        })
+impl<K: Hash + Eq> RateLimiter<K> {
+    /// `None` when limits are off.
+    pub fn new(enabled: bool, per_second: f64, burst: u32) -> Option<Self> {
+        enabled.then(|| Self { per_second, burst: f64::from(burst), buckets: Mutex::new(HashMap::new()) })
     }
 
     /// Takes one token for the client; `Err(wait)` when none is left.
-    pub fn take(&self, client: IpAddr) -> Result<(), Duration> {
+    pub fn take(&self, client: K) -> Result<(), Duration> {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if buckets.len() >= MAX_TRACKED {
@@ -80,8 +77,7 @@ mod tests {
 
     #[test]
     fn a_burst_then_refusal_then_refill() {
-        let limiter =
-            RateLimiter::new(&RateLimits { enabled: true, per_second: 1000.0, burst: 3 }).unwrap();
+        let limiter = RateLimiter::new(true, 1000.0, 3).unwrap();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..3 {
             assert!(limiter.take(ip).is_ok());

@@ -3,7 +3,10 @@
 //! and [`RumaRouter::ruma`] mounts a handler on every path ruma lists for the
 //! endpoint (r0, v3, unstable).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use axum::{
     Router,
@@ -14,18 +17,66 @@ use axum::{
 };
 use http_body_util::{BodyExt, Limited};
 use ruma::api::{
-    IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingResponseExt, error::DeserializationError,
-    error::FromHttpRequestError, path_builder::PathBuilder,
+    IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingResponseExt, auth_scheme::extract_bearer_or_query_token,
+    error::DeserializationError, error::FromHttpRequestError, path_builder::PathBuilder,
 };
+
+use crate::api::userapi::TokenOwner;
 
 use super::{HttpContext, MatrixError};
 
-/// A parsed request of endpoint `T`.
-pub struct Ruma<T>(pub T);
+/// A parsed request of endpoint `T`, with who sent it where the endpoint
+/// takes an access token.
+pub struct Ruma<T> {
+    pub body: T,
+    /// The owner of the access token, for endpoints that take one.
+    pub user: Option<TokenOwner>,
+    pub client_ip: Option<IpAddr>,
+}
+
+impl<T> Ruma<T> {
+    /// The caller, for endpoints whose access token ruma calls optional but
+    /// that still need one here.
+    pub fn require_user(&self) -> Result<&TokenOwner, MatrixError> {
+        self.user.as_ref().ok_or_else(MatrixError::missing_token)
+    }
+}
+
+/// Marks a route that guest accounts may use; every other route answers
+/// guests 403 M_GUEST_ACCESS_FORBIDDEN.
+#[derive(Clone, Copy)]
+pub struct GuestAllowed;
+
+/// How an endpoint's authentication scheme treats an access token.
+pub trait TokenUse {
+    const REQUIRED: bool;
+    const CHECKED: bool;
+}
+
+macro_rules! token_use {
+    ($($scheme:ty => $checked:expr, $required:expr;)*) => {
+        $(impl TokenUse for $scheme {
+            const CHECKED: bool = $checked;
+            const REQUIRED: bool = $required;
+        })*
+    };
+}
+
+token_use! {
+    ruma::api::auth_scheme::NoAuthentication => false, false;
+    ruma::api::auth_scheme::NoAccessToken => false, false;
+    ruma::api::auth_scheme::AccessToken => true, true;
+    ruma::api::auth_scheme::AccessTokenOptional => true, false;
+    // Application services come later; until then their tokens are access tokens.
+    ruma::api::auth_scheme::AppserviceToken => true, true;
+    ruma::api::auth_scheme::AppserviceTokenOptional => false, false;
+    ruma::api::federation::authentication::ServerSignatures => false, false;
+}
 
 impl<T, S> FromRequest<S> for Ruma<T>
 where
     T: IncomingRequest + Send,
+    T::Authentication: TokenUse,
     S: Send + Sync,
 {
     type Rejection = MatrixError;
@@ -37,9 +88,25 @@ where
             .get::<Arc<HttpContext>>()
             .cloned()
             .ok_or_else(|| MatrixError::internal("HttpContext layer missing"))?;
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let client_ip = super::client_address(peer, &parts.headers);
         if T::RATE_LIMITED {
-            let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-            ctx.check_rate(peer, &parts.headers)?;
+            ctx.check_rate(client_ip)?;
+        }
+        let user = if <T::Authentication as TokenUse>::CHECKED {
+            let token = extract_bearer_or_query_token(&http::Request::from_parts(parts.clone(), ()))
+                .map_err(|_| MatrixError::unknown_token(false, "Malformed Authorization header"))?;
+            match (token, &ctx.tokens) {
+                (Some(token), Some(tokens)) => Some(tokens.owner(&token, client_ip).await?),
+                (None, _) if <T::Authentication as TokenUse>::REQUIRED => return Err(MatrixError::missing_token()),
+                (None, _) => None,
+                (Some(_), None) => return Err(MatrixError::internal("no token cache on this listener")),
+            }
+        } else {
+            None
+        };
+        if user.as_ref().is_some_and(|u| u.is_guest) && parts.extensions.get::<GuestAllowed>().is_none() {
+            return Err(MatrixError::guest_access_forbidden());
         }
         let path_args: Vec<String> = RawPathParams::from_request_parts(&mut parts, state)
             .await
@@ -49,7 +116,7 @@ where
         let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
         let request = http::Request::from_parts(parts, bytes.as_ref());
         match T::try_from_http_request(request, &path_args) {
-            Ok(parsed) => Ok(Ruma(parsed)),
+            Ok(body) => Ok(Ruma { body, user, client_ip }),
             Err(FromHttpRequestError::MethodMismatch { .. }) => Err(MatrixError::method_not_allowed()),
             Err(FromHttpRequestError::Deserialization(DeserializationError::Json(e))) => {
                 if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
@@ -91,6 +158,13 @@ pub trait RumaRouter<S> {
         T: IncomingRequest,
         H: Handler<X, S>,
         X: 'static;
+
+    /// Like [`RumaRouter::ruma`], for an endpoint guest accounts may use.
+    fn ruma_guest<T, H, X>(self, handler: H) -> Self
+    where
+        T: IncomingRequest,
+        H: Handler<X, S>,
+        X: 'static;
 }
 
 impl<S: Clone + Send + Sync + 'static> RumaRouter<S> for Router<S> {
@@ -103,6 +177,19 @@ impl<S: Clone + Send + Sync + 'static> RumaRouter<S> for Router<S> {
         let filter = MethodFilter::try_from(T::METHOD).expect("ruma endpoints use standard methods");
         for path in T::PATH_BUILDER.all_paths() {
             self = self.route(path, on(filter, handler.clone()));
+        }
+        self
+    }
+
+    fn ruma_guest<T, H, X>(mut self, handler: H) -> Self
+    where
+        T: IncomingRequest,
+        H: Handler<X, S>,
+        X: 'static,
+    {
+        let filter = MethodFilter::try_from(T::METHOD).expect("ruma endpoints use standard methods");
+        for path in T::PATH_BUILDER.all_paths() {
+            self = self.route(path, on(filter, handler.clone()).layer(axum::Extension(GuestAllowed)));
         }
         self
     }

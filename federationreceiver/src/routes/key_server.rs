@@ -25,7 +25,7 @@ pub async fn get_server_keys(
 /// `POST /_matrix/key/v2/query`.
 pub async fn query_keys_batch(
     State(rt): State<Runtime>,
-    Ruma(request): Ruma<get_remote_server_keys_batch::v2::Request>,
+    Ruma { body: request, .. }: Ruma<get_remote_server_keys_batch::v2::Request>,
 ) -> Result<RumaResponse<get_remote_server_keys_batch::v2::Response>, MatrixError> {
     let wanted = request.server_keys.contains_key(&rt.config.global.server_name);
     let keys = if wanted { vec![own_keys(&rt)?.cast_unchecked()] } else { Vec::new() };
@@ -35,7 +35,7 @@ pub async fn query_keys_batch(
 /// `GET /_matrix/key/v2/query/{serverName}`.
 pub async fn query_keys(
     State(rt): State<Runtime>,
-    Ruma(request): Ruma<get_remote_server_keys::v2::Request>,
+    Ruma { body: request, .. }: Ruma<get_remote_server_keys::v2::Request>,
 ) -> Result<RumaResponse<get_remote_server_keys::v2::Response>, MatrixError> {
     let wanted = request.server_name == rt.config.global.server_name;
     let keys = if wanted { vec![own_keys(&rt)?.cast_unchecked()] } else { Vec::new() };
