@@ -60,6 +60,12 @@ impl From<anyhow::Error> for RemoteError {
     }
 }
 
+impl From<sqlx::Error> for RemoteError {
+    fn from(e: sqlx::Error) -> Self {
+        anyhow::Error::from(e).into()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
     #[error("no {0} instance answered in time")]
