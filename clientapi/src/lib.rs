@@ -1,14 +1,55 @@
 //! The client-server API, `/_matrix/client/*`, except what syncapi serves.
+//! Handlers live in `routes/`, one module per path; accounts and sessions
+//! are userapi's, asked over RPC.
 
 mod routes;
+mod uia;
 
-use common::{Runtime, Service};
+use std::{net::IpAddr, sync::Arc};
+
+use common::{
+    Runtime, Service,
+    http::{MatrixError, RateLimiter},
+    storage::{Db, Migration},
+};
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "uia sessions and registration nonces",
+    sql: include_str!("migrations/0001_sessions.sql"),
+}];
+
+/// What every handler works with.
+pub struct App {
+    pub rt: Runtime,
+    pub db: Db,
+    /// Login attempts per account, whatever the address.
+    login_limiter: Option<RateLimiter<String>>,
+}
+
+impl App {
+    /// Counts a login attempt for `account`; 429 when it has had too many.
+    fn check_login_rate(&self, account: &str) -> Result<(), MatrixError> {
+        match &self.login_limiter {
+            Some(limiter) => limiter.take(account.to_lowercase()).map_err(MatrixError::limit_exceeded),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The client address as userapi records it.
+fn ip_string(ip: Option<IpAddr>) -> Option<String> {
+    ip.map(|ip| ip.to_string())
+}
 
 pub async fn run(rt: Runtime) -> anyhow::Result<Service> {
-    let db = rt.database("clientapi", &[]).await?;
+    let db = rt.database("clientapi", MIGRATIONS).await?;
+    let limits = &rt.config.global.rate_limits;
+    let login_limiter = RateLimiter::new(limits.enabled, limits.account_per_second, limits.account_burst);
+    let app = Arc::new(App { rt, db: db.clone(), login_limiter });
     Ok(Service {
         name: "clientapi",
-        client_routes: routes::router(rt),
+        client_routes: routes::router(app),
         federation_routes: axum::Router::new(),
         db,
     })

@@ -202,6 +202,13 @@ pub struct RoomServer {
     pub listen: SocketAddr,
     #[serde(default)]
     pub database: Option<String>,
+    /// The version of rooms created without one.
+    #[serde(default = "default_room_version")]
+    pub default_room_version: ruma::RoomVersionId,
+}
+
+fn default_room_version() -> ruma::RoomVersionId {
+    ruma::RoomVersionId::V10
 }
 
 fn default_key_validity_hours() -> u64 {
@@ -311,6 +318,9 @@ impl Config {
         }
         if self.clientapi.registration.shared_secret.as_deref().is_some_and(str::is_empty) {
             return Err(ConfigError::new("clientapi.registration.shared_secret", "must not be empty"));
+        }
+        if !crate::api::roomserver::SUPPORTED_ROOM_VERSIONS.contains(&self.roomserver.default_room_version.as_str()) {
+            return Err(ConfigError::new("roomserver.default_room_version", "is not a supported room version"));
         }
         if let Some(url) = &self.global.public_base_url
             && !(url.starts_with("https://") || url.starts_with("http://"))

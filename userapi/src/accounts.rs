@@ -17,14 +17,14 @@ use crate::{State, credentials, profiles, sessions};
 
 /// Whether the user exists and is not deactivated.
 pub(crate) async fn ensure_active(db: &Db, user_id: &UserId) -> Result<(), RemoteError> {
-    let row: Option<(bool,)> = sqlx::query_as("SELECT deactivated FROM userapi_accounts WHERE user_id = $1")
+    let row: Option<(i64,)> = sqlx::query_as("SELECT deactivated FROM userapi_accounts WHERE user_id = $1")
         .bind(user_id.as_str())
         .fetch_optional(db.pool())
         .await?;
     match row {
         None => Err(RemoteError::new(RemoteErrorKind::NotFound, "No such user")),
-        Some((true,)) => Err(RemoteError::new(RemoteErrorKind::UserDeactivated, "The account is deactivated")),
-        Some((false,)) => Ok(()),
+        Some((0,)) => Ok(()),
+        Some(_) => Err(RemoteError::new(RemoteErrorKind::UserDeactivated, "The account is deactivated")),
     }
 }
 
@@ -101,9 +101,9 @@ async fn create(db: &Db, config: &Config, request: CreateAccountRequest) -> Resu
     )
     .bind(user_id.as_str())
     .bind(&password_hash)
-    .bind(request.guest)
-    .bind(request.admin)
-    .bind(false)
+    .bind(i64::from(request.guest))
+    .bind(i64::from(request.admin))
+    .bind(0i64)
     .bind(now_ms())
     .execute(&mut *tx)
     .await?;
@@ -123,7 +123,7 @@ async fn create(db: &Db, config: &Config, request: CreateAccountRequest) -> Resu
 pub(crate) async fn authenticate(state: State, request: AuthenticateRequest) -> Result<Authenticated, RemoteError> {
     let forbidden = || RemoteError::new(RemoteErrorKind::Forbidden, "Invalid username or password");
     let user_id = credentials::login_user_id(&request.user, &state.config.global.server_name);
-    let row: Option<(Option<String>, bool)> = match &user_id {
+    let row: Option<(Option<String>, i64)> = match &user_id {
         Some(user_id) => {
             sqlx::query_as("SELECT password_hash, deactivated FROM userapi_accounts WHERE user_id = $1")
                 .bind(user_id.as_str())
@@ -132,7 +132,7 @@ pub(crate) async fn authenticate(state: State, request: AuthenticateRequest) -> 
         }
         None => None,
     };
-    if row.as_ref().is_some_and(|(_, deactivated)| *deactivated) {
+    if row.as_ref().is_some_and(|(_, deactivated)| *deactivated != 0) {
         return Err(RemoteError::new(RemoteErrorKind::UserDeactivated, "The account is deactivated"));
     }
     let stored = row.and_then(|(hash, _)| hash);
@@ -167,7 +167,7 @@ pub(crate) async fn set_password(state: State, request: SetPasswordRequest) -> R
 pub(crate) async fn deactivate(state: State, request: DeactivateRequest) -> Result<(), RemoteError> {
     let mut tx = state.db.pool().begin().await?;
     sqlx::query("UPDATE userapi_accounts SET deactivated = $1, password_hash = NULL WHERE user_id = $2")
-        .bind(true)
+        .bind(1i64)
         .bind(request.user_id.as_str())
         .execute(&mut *tx)
         .await?;

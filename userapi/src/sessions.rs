@@ -151,7 +151,7 @@ pub(crate) async fn delete_devices_in(
 }
 
 pub(crate) async fn query_access_token(state: State, request: QueryAccessTokenRequest) -> Result<TokenOwner, RemoteError> {
-    let row: Option<(String, String, Option<i64>, bool)> = sqlx::query_as(
+    let row: Option<(String, String, Option<i64>, i64)> = sqlx::query_as(
         "SELECT d.user_id, d.device_id, d.access_expires_ts, a.is_guest FROM userapi_devices d
          JOIN userapi_accounts a ON a.user_id = d.user_id WHERE d.access_token_hash = $1",
     )
@@ -174,7 +174,7 @@ pub(crate) async fn query_access_token(state: State, request: QueryAccessTokenRe
     Ok(TokenOwner {
         user_id: user_id.try_into().map_err(anyhow::Error::from)?,
         device_id: device_id.into(),
-        is_guest,
+        is_guest: is_guest != 0,
         expires_at_ms,
     })
 }

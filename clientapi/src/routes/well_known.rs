@@ -1,18 +1,19 @@
 //! `GET /.well-known/matrix/client` and `/.well-known/matrix/server`: served
 //! only when the config names what to delegate to.
 
+use std::sync::Arc;
+
 use axum::extract::State;
-use common::{
-    Runtime,
-    http::{MatrixError, Ruma, RumaResponse},
-};
+use common::http::{MatrixError, Ruma, RumaResponse};
+use crate::App;
 use ruma::api::{client::discovery::discover_homeserver, federation::discovery::discover_homeserver as discover_server};
 
 pub async fn client(
-    State(rt): State<Runtime>,
+    State(app): State<Arc<App>>,
     _: Ruma<discover_homeserver::Request>,
 ) -> Result<RumaResponse<discover_homeserver::Response>, MatrixError> {
-    let base_url = rt
+    let base_url = app
+        .rt
         .config
         .global
         .public_base_url
@@ -22,10 +23,11 @@ pub async fn client(
 }
 
 pub async fn server(
-    State(rt): State<Runtime>,
+    State(app): State<Arc<App>>,
     _: Ruma<discover_server::Request>,
 ) -> Result<RumaResponse<discover_server::Response>, MatrixError> {
-    let delegated = rt
+    let delegated = app
+        .rt
         .config
         .global
         .well_known_server

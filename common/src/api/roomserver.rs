@@ -94,6 +94,9 @@ impl StreamMessage for OutputRoomEvent {
     }
 }
 
+/// The room versions this server can join and create, all stable.
+pub const SUPPORTED_ROOM_VERSIONS: &[&str] = &["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"];
+
 /// Events the roomserver has stored, by id; unknown ids are left out.
 pub struct QueryEvents;
 

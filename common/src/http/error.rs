@@ -96,6 +96,19 @@ impl MatrixError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorKind::Unknown, message)
     }
 
+    /// The `errcode` and `error` of the body, to embed in another answer
+    /// (a user-interactive authentication challenge).
+    pub fn parts(self) -> (String, String) {
+        let body = self
+            .0
+            .try_into_http_response::<Vec<u8>>()
+            .ok()
+            .and_then(|response| serde_json::from_slice::<serde_json::Value>(response.body()).ok())
+            .unwrap_or_default();
+        let text = |key: &str| body[key].as_str().unwrap_or_default().to_owned();
+        (text("errcode"), text("error"))
+    }
+
     /// A server-side failure: logged in full, answered without details.
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(error = %error, "request failed");

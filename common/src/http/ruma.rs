@@ -32,6 +32,8 @@ pub struct Ruma<T> {
     /// The owner of the access token, for endpoints that take one.
     pub user: Option<TokenOwner>,
     pub client_ip: Option<IpAddr>,
+    /// The body as sent, for what must be kept exactly as the client wrote it.
+    pub raw_body: bytes::Bytes,
 }
 
 impl<T> Ruma<T> {
@@ -116,7 +118,7 @@ where
         let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
         let request = http::Request::from_parts(parts, bytes.as_ref());
         match T::try_from_http_request(request, &path_args) {
-            Ok(body) => Ok(Ruma { body, user, client_ip }),
+            Ok(body) => Ok(Ruma { body, user, client_ip, raw_body: bytes.clone() }),
             Err(FromHttpRequestError::MethodMismatch { .. }) => Err(MatrixError::method_not_allowed()),
             Err(FromHttpRequestError::Deserialization(DeserializationError::Json(e))) => {
                 if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {

@@ -1,9 +1,10 @@
+-- Flags are BIGINT 0/1: sqlx's Any driver cannot decode SQLite booleans.
 CREATE TABLE userapi_accounts (
     user_id TEXT PRIMARY KEY,
     password_hash TEXT,
-    is_guest BOOLEAN NOT NULL,
-    is_admin BOOLEAN NOT NULL,
-    deactivated BOOLEAN NOT NULL,
+    is_guest BIGINT NOT NULL,
+    is_admin BIGINT NOT NULL,
+    deactivated BIGINT NOT NULL,
     created_ts BIGINT NOT NULL
 );
 CREATE TABLE userapi_devices (
