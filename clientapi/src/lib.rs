@@ -7,8 +7,11 @@ mod uia;
 
 use std::{net::IpAddr, sync::Arc};
 
+use ruma::UserId;
+
 use common::{
     Runtime, Service,
+    api::userapi::TokenOwner,
     http::{MatrixError, RateLimiter},
     storage::{Db, Migration},
 };
@@ -37,6 +40,15 @@ impl App {
     }
 }
 
+/// The caller, who must be `user_id`: accounts are only ever changed by their owner.
+fn own_account<'a>(caller: Option<&'a TokenOwner>, user_id: &UserId) -> Result<&'a TokenOwner, MatrixError> {
+    let caller = caller.ok_or_else(MatrixError::missing_token)?;
+    if caller.user_id != user_id {
+        return Err(MatrixError::forbidden("You may only act on your own account"));
+    }
+    Ok(caller)
+}
+
 /// The client address as userapi records it.
 fn ip_string(ip: Option<IpAddr>) -> Option<String> {
     ip.map(|ip| ip.to_string())
@@ -47,10 +59,5 @@ pub async fn run(rt: Runtime) -> anyhow::Result<Service> {
     let limits = &rt.config.global.rate_limits;
     let login_limiter = RateLimiter::new(limits.enabled, limits.account_per_second, limits.account_burst);
     let app = Arc::new(App { rt, db: db.clone(), login_limiter });
-    Ok(Service {
-        name: "clientapi",
-        client_routes: routes::router(app),
-        federation_routes: axum::Router::new(),
-        db,
-    })
+    Ok(Service { name: "clientapi", client_routes: routes::router(app), federation_routes: axum::Router::new(), db })
 }

@@ -171,10 +171,8 @@ async fn check_stage(app: &App, auth: &AuthData, user: Option<&UserId>) -> Resul
 }
 
 fn challenge(flows: &[Vec<AuthType>], session: &Session, error: Option<MatrixError>) -> UiaError {
-    let flows: Vec<Value> = flows
-        .iter()
-        .map(|flow| json!({"stages": flow.iter().map(|s| s.to_string()).collect::<Vec<_>>()}))
-        .collect();
+    let flows: Vec<Value> =
+        flows.iter().map(|flow| json!({"stages": flow.iter().map(|s| s.to_string()).collect::<Vec<_>>()})).collect();
     let mut body = json!({
         "flows": flows,
         "params": {},

@@ -116,9 +116,10 @@ impl TokenCache {
             self.generation.fetch_add(1, Ordering::SeqCst);
             self.lock().clear();
         }
-        let cached = self.lock().get(&hash).and_then(|entry| {
-            (entry.fetched.elapsed() < TTL && entry.ip == ip).then(|| entry.owner.clone())
-        });
+        let cached = self
+            .lock()
+            .get(&hash)
+            .and_then(|entry| (entry.fetched.elapsed() < TTL && entry.ip == ip).then(|| entry.owner.clone()));
         let owner = match cached {
             Some(owner) => owner,
             None => {

@@ -185,7 +185,13 @@ pub struct PasswordPolicy {
 
 impl Default for PasswordPolicy {
     fn default() -> Self {
-        Self { min_length: 8, require_digit: false, require_symbol: false, require_lowercase: false, require_uppercase: false }
+        Self {
+            min_length: 8,
+            require_digit: false,
+            require_symbol: false,
+            require_lowercase: false,
+            require_uppercase: false,
+        }
     }
 }
 
@@ -292,10 +298,7 @@ impl Config {
         }
         let limits = &self.global.rate_limits;
         if limits.enabled && (limits.per_second <= 0.0 || limits.burst == 0) {
-            return Err(ConfigError::new(
-                "global.rate_limits",
-                "per_second and burst must be positive when enabled",
-            ));
+            return Err(ConfigError::new("global.rate_limits", "per_second and burst must be positive when enabled"));
         }
         if limits.enabled && (limits.account_per_second <= 0.0 || limits.account_burst == 0) {
             return Err(ConfigError::new(
@@ -340,10 +343,7 @@ impl Config {
             match self.component_database(name) {
                 Some(url) => check_database_url(&field, url)?,
                 None => {
-                    return Err(ConfigError::new(
-                        field,
-                        "no database: set global.database or this component's own",
-                    ));
+                    return Err(ConfigError::new(field, "no database: set global.database or this component's own"));
                 }
             }
         }

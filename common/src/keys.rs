@@ -5,11 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD};
-use ruma::{
-    CanonicalJsonObject,
-    serde::Base64,
-    signatures::Ed25519KeyPair,
-};
+use ruma::{CanonicalJsonObject, serde::Base64, signatures::Ed25519KeyPair};
 
 pub struct SigningKey {
     pair: Ed25519KeyPair,
@@ -30,9 +26,8 @@ impl SigningKey {
     fn from_seed(seed: [u8; 32], version: String) -> anyhow::Result<Self> {
         // PKCS#8 v1 wrapping of a bare ed25519 seed (RFC 8410), which is what
         // ruma's key pair is built from.
-        let mut der = vec![
-            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-        ];
+        let mut der =
+            vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
         der.extend_from_slice(&seed);
         let pair = Ed25519KeyPair::from_der(&der, version).context("invalid ed25519 key")?;
         Ok(Self { pair, seed })
@@ -48,16 +43,13 @@ impl SigningKey {
         if !version.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             bail!("the key version may contain only letters, digits and '_'");
         }
-        let bytes = STANDARD_NO_PAD
-            .decode(seed.trim_end_matches('='))
-            .context("the seed is not base64")?;
+        let bytes = STANDARD_NO_PAD.decode(seed.trim_end_matches('=')).context("the seed is not base64")?;
         let seed: [u8; 32] = bytes.try_into().map_err(|_| anyhow::anyhow!("the seed is not 32 bytes"))?;
         Self::from_seed(seed, version.to_owned())
     }
 
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         Self::parse(text.trim()).with_context(|| format!("in {}", path.display()))
     }
 

@@ -9,9 +9,7 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// Installs the recorder; later calls (several components in one process) reuse it.
 pub fn install() {
     HANDLE.get_or_init(|| {
-        PrometheusBuilder::new()
-            .install_recorder()
-            .expect("no other metrics recorder is installed in this process")
+        PrometheusBuilder::new().install_recorder().expect("no other metrics recorder is installed in this process")
     });
 }
 

@@ -57,10 +57,8 @@ impl Runtime {
 
     /// Opens the component's database and brings its tables up to date.
     pub async fn database(&self, component: &str, migrations: &[Migration]) -> anyhow::Result<Db> {
-        let url = self
-            .config
-            .component_database(component)
-            .ok_or_else(|| anyhow::anyhow!("{component} has no database"))?;
+        let url =
+            self.config.component_database(component).ok_or_else(|| anyhow::anyhow!("{component} has no database"))?;
         let db = Db::connect(url).await?;
         db.migrate(component, migrations).await?;
         Ok(db)

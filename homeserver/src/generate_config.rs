@@ -77,7 +77,6 @@ pub fn run(args: Args) -> ExitCode {
 
 /// A prefix unique to this deployment, so that two sharing a NATS server never meet.
 fn stream_prefix(server_name: &str) -> String {
-    let base: String =
-        server_name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(40).collect();
+    let base: String = server_name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(40).collect();
     format!("{base}_{:08x}", rand::random::<u32>())
 }

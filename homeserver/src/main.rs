@@ -48,7 +48,9 @@ fn main() -> std::process::ExitCode {
     match Cli::parse().command {
         Command::GenerateConfig(args) => generate_config::run(args),
         Command::Run { config } => monolith::run(&config),
-        Command::CreateAccount { config, username, password, admin } => create_account(&config, &username, &password, admin),
+        Command::CreateAccount { config, username, password, admin } => {
+            create_account(&config, &username, &password, admin)
+        }
         Command::ConfigValue { config, key } => {
             let config = common::runtime::load_config_or_exit(&config);
             match config.value_at(&key) {

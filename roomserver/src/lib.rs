@@ -20,10 +20,5 @@ pub async fn run(rt: Runtime) -> anyhow::Result<Service> {
     });
     consumers::input::start(&rt, events.clone(), outbox);
     rpc::start(&rt, events);
-    Ok(Service {
-        name: "roomserver",
-        client_routes: axum::Router::new(),
-        federation_routes: axum::Router::new(),
-        db,
-    })
+    Ok(Service { name: "roomserver", client_routes: axum::Router::new(), federation_routes: axum::Router::new(), db })
 }

@@ -13,10 +13,13 @@ const MAX_EVENTS_PER_QUERY: usize = 1000;
 
 pub fn start(rt: &Runtime, events: Events) {
     let (bus, shutdown) = (rt.bus.clone(), rt.shutdown.clone());
-    rt.spawn("roomserver query_events", serve::<QueryEvents, _, _>(bus, shutdown, move |request| {
-        let events = events.clone();
-        async move { query_events(&events, request).await }
-    }));
+    rt.spawn(
+        "roomserver query_events",
+        serve::<QueryEvents, _, _>(bus, shutdown, move |request| {
+            let events = events.clone();
+            async move { query_events(&events, request).await }
+        }),
+    );
 }
 
 async fn query_events(events: &Events, request: QueryEventsRequest) -> Result<QueryEventsResponse, RemoteError> {

@@ -166,3 +166,14 @@ impl Deployment {
 
 /// The password of accounts made by [`Deployment::new_user`].
 pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Percent-encodes a path segment or query value as clients do (`@` → `%40`).
+pub fn enc(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -44,7 +44,12 @@ pub fn event_in_room(
 }
 
 /// The `InputRoomEvent` a local component would publish for an event.
-pub fn input(server_name: &str, room_id: &ruma::RoomId, event_id: OwnedEventId, event: &CanonicalJsonObject) -> InputRoomEvent {
+pub fn input(
+    server_name: &str,
+    room_id: &ruma::RoomId,
+    event_id: OwnedEventId,
+    event: &CanonicalJsonObject,
+) -> InputRoomEvent {
     InputRoomEvent {
         kind: InputKind::New,
         room_id: room_id.to_owned(),

@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod events;
+pub mod streams;
 
 use std::{
     path::{Path, PathBuf},
@@ -329,7 +330,10 @@ impl Deployment {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("{name} did not become healthy:\n{}", std::fs::read_to_string(self.data_dir.join(format!("{name}.log"))).unwrap_or_default());
+        panic!(
+            "{name} did not become healthy:\n{}",
+            std::fs::read_to_string(self.data_dir.join(format!("{name}.log"))).unwrap_or_default()
+        );
     }
 
     /// Stops `homeserver run` with SIGTERM and returns its exit status.

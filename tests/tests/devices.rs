@@ -5,18 +5,8 @@
 use serde_json::{Value, json};
 use tests::{
     Deployment, Mode,
-    client::{Client, PASSWORD},
+    client::{Client, PASSWORD, enc},
 };
-
-/// A path segment, percent-encoded as clients send it.
-fn enc(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
-        })
-        .collect()
-}
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
@@ -96,7 +86,10 @@ async fn listing_and_renaming(deployment: &Deployment) {
         assert_eq!(device["last_seen_ip"], "127.0.0.1", "{device}");
         let seen = device["last_seen_ts"].as_u64().unwrap_or_else(|| panic!("last_seen_ts: {device}"));
         // Milliseconds since the epoch, taken during this test (one minute of slack for clock granularity).
-        assert!(seen + 60_000 >= started && seen <= now_ms() + 60_000, "last_seen_ts {seen} is not in ms around now: {device}");
+        assert!(
+            seen + 60_000 >= started && seen <= now_ms() + 60_000,
+            "last_seen_ts {seen} is not in ms around now: {device}"
+        );
     }
 
     // One device.
@@ -140,7 +133,10 @@ async fn deleting_with_uia(deployment: &Deployment) {
     // A wrong password fails the stage (M_FORBIDDEN, still a UIA body); an unknown session is refused.
     let wrong = alice.delete(&path, json!({"auth": alice.password_auth("wrong password", Some(&session))})).await;
     let wrong = wrong.expect_error(401, "M_FORBIDDEN");
-    assert!(wrong["flows"].is_array() && wrong["session"].is_string(), "a failed stage still answers with UIA: {wrong}");
+    assert!(
+        wrong["flows"].is_array() && wrong["session"].is_string(),
+        "a failed stage still answers with UIA: {wrong}"
+    );
     alice
         .delete(&path, json!({"auth": alice.password_auth(PASSWORD, Some("no-such-session"))}))
         .await

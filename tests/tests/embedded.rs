@@ -7,8 +7,7 @@ use tests::{Deployment, Mode, Options, bin_dir};
 
 #[tokio::test]
 async fn generate_config_then_run_with_its_own_nats() {
-    let mut deployment =
-        Deployment::start_with(Options { embedded_nats: true, ..Options::new(Mode::Monolith) }).await;
+    let mut deployment = Deployment::start_with(Options { embedded_nats: true, ..Options::new(Mode::Monolith) }).await;
     let versions = reqwest::get(deployment.url("/_matrix/client/versions")).await.unwrap();
     assert_eq!(versions.status(), 200);
     let store = deployment.data_dir.join("nats");

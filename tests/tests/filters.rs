@@ -2,17 +2,7 @@
 //! `/capabilities`, sharing one deployment.
 
 use serde_json::{Value, json};
-use tests::{Deployment, Mode};
-
-/// A path segment, percent-encoded as clients send it (`@` → `%40`).
-fn enc(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
-        })
-        .collect()
-}
+use tests::{Deployment, Mode, client::enc};
 
 /// Every field of `sent` comes back unchanged in `got` (which may add defaults).
 #[track_caller]
@@ -103,7 +93,11 @@ async fn capabilities_are_advertised(deployment: &Deployment) {
         assert_eq!(available.get(&version.to_string()), Some(&json!("stable")), "room version {version}: {body}");
     }
     let default = versions["default"].as_str().unwrap_or_else(|| panic!("m.room_versions.default: {body}"));
-    assert_eq!(available.get(default), Some(&json!("stable")), "the default room version {default} is available and stable");
+    assert_eq!(
+        available.get(default),
+        Some(&json!("stable")),
+        "the default room version {default} is available and stable"
+    );
 }
 
 #[tokio::test]

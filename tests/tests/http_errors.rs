@@ -17,7 +17,11 @@ async fn raw_post(url: &reqwest::Url, framing: &str, size: usize) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let stream = tokio::net::TcpStream::connect((url.host_str().unwrap(), url.port().unwrap())).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
-    let head = format!("POST {} HTTP/1.1\r\nHost: {}\r\n{framing}Content-Type: application/json\r\n\r\n", url.path(), url.authority());
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\n{framing}Content-Type: application/json\r\n\r\n",
+        url.path(),
+        url.authority()
+    );
     let chunked = framing.contains("chunked");
     let sending = tokio::spawn(async move {
         writer.write_all(head.as_bytes()).await?;

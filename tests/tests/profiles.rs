@@ -2,60 +2,11 @@
 //! the extended fields of v1.16), only the owner may change them, and every
 //! display name or avatar change is published on `OutputProfileUpdate`.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
-use tests::{Deployment, Mode};
-
-/// A path segment, percent-encoded as clients send it (`@` → `%40`).
-fn enc(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
-        })
-        .collect()
-}
+use tests::{Deployment, Mode, client::enc, streams::read_until};
 
 fn localpart(user_id: &str) -> &str {
     user_id.trim_start_matches('@').split(':').next().unwrap()
-}
-
-/// Reads the JetStream stream `stream` from its first message, with an
-/// ordered consumer, until a message satisfies `wanted`; returns every
-/// message read, the match last. Panics after a deadline.
-async fn read_until(deployment: &Deployment, stream: &str, what: &str, wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
-    use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
-    use futures::StreamExt;
-
-    let bus = deployment.bus().await;
-    let handle = bus.jetstream().get_stream(stream).await.unwrap_or_else(|e| panic!("no stream {stream}: {e}"));
-    let consumer = handle
-        .create_consumer(OrderedConfig { deliver_policy: DeliverPolicy::All, ..Default::default() })
-        .await
-        .expect("an ordered consumer");
-    let mut messages = consumer.messages().await.expect("the consumer's messages");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    let mut last_error = None;
-    loop {
-        match tokio::time::timeout_at(deadline, messages.next()).await {
-            Ok(Some(Ok(message))) => {
-                let value: Value = serde_json::from_slice(&message.payload)
-                    .unwrap_or_else(|e| panic!("a message on {stream} is not JSON ({e}): {:?}", message.payload));
-                let found = wanted(&value);
-                seen.push(value);
-                if found {
-                    return seen;
-                }
-            }
-            // The ordered consumer recreates itself after most errors; keep reading until the deadline.
-            Ok(Some(Err(e))) => last_error = Some(e.to_string()),
-            Ok(None) | Err(_) => {
-                panic!("no message {what} on {stream} within 20s (last error: {last_error:?}); read: {seen:#?}")
-            }
-        }
-    }
 }
 
 #[tokio::test]
@@ -71,7 +22,10 @@ async fn profiles_are_read_changed_by_their_owner_and_published() {
     let profile = bob.get(&me).await.expect(200);
     assert_eq!(profile["displayname"], localpart(&alice.user_id), "{profile}");
     assert!(profile.get("avatar_url").is_none(), "no avatar set yet: {profile}");
-    assert_eq!(alice.get(&format!("{me}/displayname")).await.expect(200), json!({"displayname": localpart(&alice.user_id)}));
+    assert_eq!(
+        alice.get(&format!("{me}/displayname")).await.expect(200),
+        json!({"displayname": localpart(&alice.user_id)})
+    );
     alice.get(&format!("{me}/avatar_url")).await.expect_error(404, "M_NOT_FOUND");
     // The spec lets anyone look profiles up, with or without a token.
     let anonymous = deployment.client().get(&format!("{me}/displayname")).await.expect(200);
@@ -87,7 +41,10 @@ async fn profiles_are_read_changed_by_their_owner_and_published() {
     alice.get(&format!("/profile/{}", enc("@no-server-name"))).await.expect_error(400, "M_INVALID_PARAM");
 
     // The display name: set by its owner, visible to others; nobody else may change it.
-    assert_eq!(alice.put(&format!("{me}/displayname"), json!({"displayname": "Alice Liddell"})).await.expect(200), json!({}));
+    assert_eq!(
+        alice.put(&format!("{me}/displayname"), json!({"displayname": "Alice Liddell"})).await.expect(200),
+        json!({})
+    );
     assert_eq!(bob.get(&format!("{me}/displayname")).await.expect(200), json!({"displayname": "Alice Liddell"}));
     bob.put(&format!("{me}/displayname"), json!({"displayname": "Hijacked"})).await.expect_error(403, "M_FORBIDDEN");
     assert_eq!(alice.get(&format!("{me}/displayname")).await.expect(200)["displayname"], "Alice Liddell");

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sha1::Sha1;
 use tests::{
     Deployment, Mode, Options, bin_dir,
-    client::{Answer, Client},
+    client::{Answer, Client, enc},
 };
 
 /// Meets the policy of the open deployment below (10 characters, a digit).
@@ -18,23 +18,12 @@ fn name(prefix: &str) -> String {
     format!("{prefix}{:08x}", rand::random::<u32>())
 }
 
-/// Percent-encodes a query parameter value (`+`, `/`, `=` included).
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn user_id(deployment: &Deployment, localpart: &str) -> String {
     format!("@{localpart}:{}", deployment.server_name)
 }
 
 async fn available(client: &Client, username: &str) -> Answer {
-    client.get(&format!("/register/available?username={}", encode(username))).await
+    client.get(&format!("/register/available?username={}", enc(username))).await
 }
 
 /// Asserts the UIA 401 shape: all four keys, with the given flows and completed stages.

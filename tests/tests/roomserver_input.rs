@@ -79,7 +79,8 @@ fn assert_exactly_once(out: &[OwnedEventId], published: &[OwnedEventId]) {
 
 #[tokio::test]
 async fn input_survives_a_killed_roomserver_and_is_processed_once() {
-    let mut deployment = Deployment::start_with(Options { instances: Some(MINIMAL.into()), ..Options::new(Mode::Polylith) }).await;
+    let mut deployment =
+        Deployment::start_with(Options { instances: Some(MINIMAL.into()), ..Options::new(Mode::Polylith) }).await;
     let bus = deployment.bus().await;
 
     // Published while no roomserver runs: it waits in the stream.
@@ -153,7 +154,10 @@ async fn a_room_is_processed_in_order_past_poison_messages() {
             10 => {
                 let ack = bus
                     .jetstream()
-                    .send_publish(partition.clone(), PublishMessage::build().payload("not json".into()).message_id("poison"))
+                    .send_publish(
+                        partition.clone(),
+                        PublishMessage::build().payload("not json".into()).message_id("poison"),
+                    )
                     .await
                     .unwrap();
                 ack.await.unwrap();

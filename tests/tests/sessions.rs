@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tests::{
     Deployment, Mode, Options,
-    client::{Answer, Client, PASSWORD},
+    client::{Answer, Client, PASSWORD, enc},
 };
 
 /// How soon a revoked token must be refused everywhere.
@@ -78,17 +78,6 @@ async fn device_ids(client: &Client) -> Vec<String> {
         .expect("a devices list")
         .iter()
         .map(|d| d["device_id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-/// Percent-encodes a query parameter value.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
         .collect()
 }
 
@@ -173,7 +162,7 @@ async fn access_tokens(deployment: &Deployment) {
     let whoami = user.get("/account/whoami").await.expect(200);
     assert_eq!(whoami, json!({"user_id": user.user_id, "device_id": user.device_id, "is_guest": false}));
     let token = user.access_token.clone().unwrap();
-    let by_query = anonymous.get(&format!("/account/whoami?access_token={}", encode(&token))).await.expect(200);
+    let by_query = anonymous.get(&format!("/account/whoami?access_token={}", enc(&token))).await.expect(200);
     assert_eq!(by_query["user_id"], user.user_id);
     anonymous.get("/account/whoami?access_token=syt_not_a_token").await.expect_error(401, "M_UNKNOWN_TOKEN");
 }

@@ -4,7 +4,7 @@
 
 use common::{
     api::userapi::{
-        Authenticated, AuthenticateRequest, CheckRegistrationRequest, CreateAccountRequest, CreatedAccount,
+        AuthenticateRequest, Authenticated, CheckRegistrationRequest, CreateAccountRequest, CreatedAccount,
         DeactivateRequest, DeviceSelection, SetPasswordRequest,
     },
     bus::{RemoteError, RemoteErrorKind},
@@ -61,9 +61,7 @@ pub async fn create_account_offline(
     password: &str,
     admin: bool,
 ) -> anyhow::Result<Result<OwnedUserId, RemoteError>> {
-    let url = config
-        .component_database("userapi")
-        .ok_or_else(|| anyhow::anyhow!("userapi has no database"))?;
+    let url = config.component_database("userapi").ok_or_else(|| anyhow::anyhow!("userapi has no database"))?;
     let db = Db::connect(url).await?;
     db.migrate("userapi", crate::MIGRATIONS as &[Migration]).await?;
     let request = CreateAccountRequest {

@@ -103,7 +103,8 @@ pub async fn verify(password: String, stored: Option<String>, cost: &PasswordHas
         },
     };
     tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("a stored password hash is unreadable: {e}"))?;
+        let parsed =
+            PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("a stored password hash is unreadable: {e}"))?;
         Ok(known && Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
     })
     .await?

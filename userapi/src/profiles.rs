@@ -8,9 +8,9 @@ use common::{
     bus::{RemoteError, RemoteErrorKind},
     storage::{Outbox, now_ms},
 };
+use ruma::UserId;
 use serde_json::{Map, Value};
 use sqlx::AnyConnection;
-use ruma::UserId;
 
 use crate::{State, accounts};
 
@@ -29,10 +29,11 @@ pub(crate) async fn insert_initial(tx: &mut AnyConnection, user_id: &UserId, dis
 }
 
 async fn fields(tx: &mut AnyConnection, user_id: &UserId) -> anyhow::Result<Map<String, Value>> {
-    let rows: Vec<(String, String)> = sqlx::query_as("SELECT field, value FROM userapi_profile_fields WHERE user_id = $1")
-        .bind(user_id.as_str())
-        .fetch_all(tx)
-        .await?;
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT field, value FROM userapi_profile_fields WHERE user_id = $1")
+            .bind(user_id.as_str())
+            .fetch_all(tx)
+            .await?;
     rows.into_iter().map(|(field, value)| Ok((field, serde_json::from_str(&value)?))).collect()
 }
 
@@ -64,7 +65,10 @@ pub(crate) async fn erase(tx: &mut AnyConnection, outbox: &Outbox, user_id: &Use
     announce(tx, outbox, user_id).await
 }
 
-pub(crate) async fn query_profile(state: State, request: QueryProfileRequest) -> Result<Map<String, Value>, RemoteError> {
+pub(crate) async fn query_profile(
+    state: State,
+    request: QueryProfileRequest,
+) -> Result<Map<String, Value>, RemoteError> {
     let mut conn = state.db.pool().acquire().await?;
     let profile = fields(&mut conn, &request.user_id).await?;
     if profile.is_empty() {

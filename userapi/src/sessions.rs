@@ -5,9 +5,9 @@
 
 use common::{
     api::userapi::{
-        ConsumeLoginTokenRequest, CreateLoginTokenRequest, CreateSessionRequest, DeleteDevicesRequest, Device,
-        DeviceSelection, LoginToken, NewSession, QueryAccessTokenRequest, QueryDevicesRequest, RefreshSessionRequest,
-        RevokedTokens, Session, TokenOwner, UpdateDeviceRequest, revoked_tokens_subject, Authenticated,
+        Authenticated, ConsumeLoginTokenRequest, CreateLoginTokenRequest, CreateSessionRequest, DeleteDevicesRequest,
+        Device, DeviceSelection, LoginToken, NewSession, QueryAccessTokenRequest, QueryDevicesRequest,
+        RefreshSessionRequest, RevokedTokens, Session, TokenOwner, UpdateDeviceRequest, revoked_tokens_subject,
     },
     auth::{hash_token, new_secret, random_id},
     bus::{Bus, RemoteError, RemoteErrorKind},
@@ -150,7 +150,10 @@ pub(crate) async fn delete_devices_in(
     Ok(hashes)
 }
 
-pub(crate) async fn query_access_token(state: State, request: QueryAccessTokenRequest) -> Result<TokenOwner, RemoteError> {
+pub(crate) async fn query_access_token(
+    state: State,
+    request: QueryAccessTokenRequest,
+) -> Result<TokenOwner, RemoteError> {
     let row: Option<(String, String, Option<i64>, i64)> = sqlx::query_as(
         "SELECT d.user_id, d.device_id, d.access_expires_ts, a.is_guest FROM userapi_devices d
          JOIN userapi_accounts a ON a.user_id = d.user_id WHERE d.access_token_hash = $1",
@@ -218,14 +221,14 @@ pub(crate) async fn refresh_session(state: State, request: RefreshSessionRequest
     Ok(tokens.into_session(&user_id, device_id.into()))
 }
 
-pub(crate) async fn create_login_token(state: State, request: CreateLoginTokenRequest) -> Result<LoginToken, RemoteError> {
+pub(crate) async fn create_login_token(
+    state: State,
+    request: CreateLoginTokenRequest,
+) -> Result<LoginToken, RemoteError> {
     let token = new_secret("mlt");
     let lifetime = state.config.userapi.login_token_lifetime_ms;
     let now = now_ms();
-    sqlx::query("DELETE FROM userapi_login_tokens WHERE expires_ts < $1")
-        .bind(now)
-        .execute(state.db.pool())
-        .await?;
+    sqlx::query("DELETE FROM userapi_login_tokens WHERE expires_ts < $1").bind(now).execute(state.db.pool()).await?;
     sqlx::query("INSERT INTO userapi_login_tokens (token_hash, user_id, expires_ts) VALUES ($1, $2, $3)")
         .bind(hash_token(&token))
         .bind(request.user_id.as_str())
@@ -263,7 +266,8 @@ pub(crate) async fn delete_devices(state: State, request: DeleteDevicesRequest) 
 }
 
 pub(crate) async fn query_devices(state: State, request: QueryDevicesRequest) -> Result<Vec<Device>, RemoteError> {
-    let rows: Vec<(String, Option<String>, Option<String>, Option<i64>)> = sqlx::query_as(
+    type Row = (String, Option<String>, Option<String>, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT device_id, display_name, last_seen_ip, last_seen_ts FROM userapi_devices
          WHERE user_id = $1 ORDER BY device_id",
     )

@@ -3,12 +3,14 @@
 use std::sync::Arc;
 
 use axum::{Json, extract::State};
-use serde_json::{Value, json};
 use common::{
-    api::userapi::{CheckRegistration, CheckRegistrationRequest, Deactivate, DeactivateRequest, SetPassword, SetPasswordRequest},
+    api::userapi::{
+        CheckRegistration, CheckRegistrationRequest, Deactivate, DeactivateRequest, SetPassword, SetPasswordRequest,
+    },
     http::{MatrixError, Ruma, RumaResponse},
 };
 use ruma::api::client::account::{ThirdPartyIdRemovalStatus, change_password, deactivate, whoami};
+use serde_json::{Value, json};
 
 use crate::{
     App,

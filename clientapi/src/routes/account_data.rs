@@ -5,31 +5,30 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use common::{
-    api::userapi::{QueryAccountData, QueryAccountDataRequest, SetAccountData, SetAccountDataRequest, TokenOwner},
+    api::userapi::{QueryAccountData, QueryAccountDataRequest, SetAccountData, SetAccountDataRequest},
     http::{MatrixError, Ruma, RumaResponse},
 };
 use http::StatusCode;
 use ruma::{
     OwnedRoomId, UserId,
-    api::client::config::{get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data},
+    api::client::config::{
+        get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data,
+    },
     serde::Raw,
 };
 use serde_json::value::RawValue;
 
-use crate::App;
+use crate::{App, own_account};
 
 /// Account data the server keeps itself; clients change it through other endpoints.
 const SERVER_MANAGED: &[&str] = &["m.fully_read", "m.push_rules"];
 
-fn check_own(user: Option<&TokenOwner>, user_id: &UserId) -> Result<(), MatrixError> {
-    let user = user.ok_or_else(MatrixError::missing_token)?;
-    if user.user_id != user_id {
-        return Err(MatrixError::forbidden("You may only use your own account data"));
-    }
-    Ok(())
-}
-
-async fn get(app: &App, user_id: &UserId, room_id: Option<OwnedRoomId>, data_type: String) -> Result<Box<RawValue>, MatrixError> {
+async fn get(
+    app: &App,
+    user_id: &UserId,
+    room_id: Option<OwnedRoomId>,
+    data_type: String,
+) -> Result<Box<RawValue>, MatrixError> {
     let request = QueryAccountDataRequest { user_id: user_id.to_owned(), room_id, data_type };
     Ok(app.rt.bus.call::<QueryAccountData>(&request).await?)
 }
@@ -60,7 +59,7 @@ pub async fn get_global(
     State(app): State<Arc<App>>,
     request: Ruma<get_global_account_data::v3::Request>,
 ) -> Result<RumaResponse<get_global_account_data::v3::Response>, MatrixError> {
-    check_own(request.user.as_ref(), &request.body.user_id)?;
+    own_account(request.user.as_ref(), &request.body.user_id)?;
     let content = get(&app, &request.body.user_id, None, request.body.event_type.to_string()).await?;
     Ok(RumaResponse(get_global_account_data::v3::Response::new(Raw::from_json(content))))
 }
@@ -69,7 +68,7 @@ pub async fn set_global(
     State(app): State<Arc<App>>,
     request: Ruma<set_global_account_data::v3::Request>,
 ) -> Result<RumaResponse<set_global_account_data::v3::Response>, MatrixError> {
-    check_own(request.user.as_ref(), &request.body.user_id)?;
+    own_account(request.user.as_ref(), &request.body.user_id)?;
     let content = request.body.data.json().to_owned();
     set(&app, &request.body.user_id, None, request.body.event_type.to_string(), content).await?;
     Ok(RumaResponse(set_global_account_data::v3::Response::new()))
@@ -79,7 +78,7 @@ pub async fn get_room(
     State(app): State<Arc<App>>,
     request: Ruma<get_room_account_data::v3::Request>,
 ) -> Result<RumaResponse<get_room_account_data::v3::Response>, MatrixError> {
-    check_own(request.user.as_ref(), &request.body.user_id)?;
+    own_account(request.user.as_ref(), &request.body.user_id)?;
     let room = Some(request.body.room_id.clone());
     let content = get(&app, &request.body.user_id, room, request.body.event_type.to_string()).await?;
     Ok(RumaResponse(get_room_account_data::v3::Response::new(Raw::from_json(content))))
@@ -89,7 +88,7 @@ pub async fn set_room(
     State(app): State<Arc<App>>,
     request: Ruma<set_room_account_data::v3::Request>,
 ) -> Result<RumaResponse<set_room_account_data::v3::Response>, MatrixError> {
-    check_own(request.user.as_ref(), &request.body.user_id)?;
+    own_account(request.user.as_ref(), &request.body.user_id)?;
     let content = request.body.data.json().to_owned();
     let room = Some(request.body.room_id.clone());
     set(&app, &request.body.user_id, room, request.body.event_type.to_string(), content).await?;

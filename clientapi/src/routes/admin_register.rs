@@ -84,7 +84,7 @@ pub async fn register(
             .fetch_optional(app.db.pool())
             .await
             .map_err(anyhow::Error::from)?;
-    if !used.is_some_and(|(created,)| created >= now_ms() - NONCE_LIFETIME_MS) {
+    if used.is_none_or(|(created,)| created < now_ms() - NONCE_LIFETIME_MS) {
         return Err(MatrixError::unknown(StatusCode::BAD_REQUEST, "Unrecognised nonce"));
     }
     let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).map_err(anyhow::Error::from)?;

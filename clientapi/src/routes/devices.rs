@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use axum::{Json, extract::State};
 use common::{
-    api::userapi::{self as api, DeleteDevices, DeleteDevicesRequest, DeviceSelection, QueryDevices, QueryDevicesRequest, UpdateDevice, UpdateDeviceRequest},
+    api::userapi::{
+        self as api, DeleteDevices, DeleteDevicesRequest, DeviceSelection, QueryDevices, QueryDevicesRequest,
+        UpdateDevice, UpdateDeviceRequest,
+    },
     http::{MatrixError, Ruma, RumaResponse},
 };
 use ruma::api::client::device::{delete_device, delete_devices, get_device, get_devices, update_device};

@@ -4,26 +4,18 @@ use std::sync::Arc;
 
 use axum::{Json, extract::State};
 use common::{
-    api::userapi::{CreateFilter, CreateFilterRequest, QueryFilter, QueryFilterRequest, TokenOwner},
+    api::userapi::{CreateFilter, CreateFilterRequest, QueryFilter, QueryFilterRequest},
     http::{MatrixError, Ruma, RumaResponse},
 };
-use ruma::{UserId, api::client::filter::{create_filter, get_filter}};
+use ruma::api::client::filter::{create_filter, get_filter};
 
-use crate::App;
-
-fn check_own(user: Option<&TokenOwner>, user_id: &UserId) -> Result<(), MatrixError> {
-    let user = user.ok_or_else(MatrixError::missing_token)?;
-    if user.user_id != user_id {
-        return Err(MatrixError::forbidden("You may only use your own filters"));
-    }
-    Ok(())
-}
+use crate::{App, own_account};
 
 pub async fn create_filter(
     State(app): State<Arc<App>>,
     request: Ruma<create_filter::v3::Request>,
 ) -> Result<RumaResponse<create_filter::v3::Response>, MatrixError> {
-    check_own(request.user.as_ref(), &request.body.user_id)?;
+    own_account(request.user.as_ref(), &request.body.user_id)?;
     if !matches!(request.body.filter.event_format.as_str(), "client" | "federation") {
         return Err(MatrixError::bad_json("event_format must be \"client\" or \"federation\""));
     }
@@ -38,7 +30,7 @@ pub async fn get_filter(
     State(app): State<Arc<App>>,
     request: Ruma<get_filter::v3::Request>,
 ) -> Result<Json<Box<serde_json::value::RawValue>>, MatrixError> {
-    check_own(request.user.as_ref(), &request.body.user_id)?;
+    own_account(request.user.as_ref(), &request.body.user_id)?;
     let query = QueryFilterRequest { user_id: request.body.user_id.clone(), filter_id: request.body.filter_id.clone() };
     let filter = app.rt.bus.call::<QueryFilter>(&query).await?;
     Ok(Json(filter))

@@ -93,8 +93,14 @@ pub async fn get_login_token(
     request: Ruma<get_login_token::v1::Request>,
 ) -> Result<RumaResponse<get_login_token::v1::Response>, UiaError> {
     let user = request.require_user()?;
-    uia::authenticate(&app, Purpose::LoginToken, &uia::password_flows(), request.body.auth.as_ref(), Some(&user.user_id))
-        .await?;
+    uia::authenticate(
+        &app,
+        Purpose::LoginToken,
+        &uia::password_flows(),
+        request.body.auth.as_ref(),
+        Some(&user.user_id),
+    )
+    .await?;
     let token = app.rt.bus.call::<CreateLoginToken>(&CreateLoginTokenRequest { user_id: user.user_id.clone() }).await?;
     Ok(RumaResponse(get_login_token::v1::Response::new(Duration::from_millis(token.expires_in_ms), token.token)))
 }

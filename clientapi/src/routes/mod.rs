@@ -21,15 +21,17 @@ use common::http::RumaRouter;
 use ruma::api::{
     client::{
         account::{
-            change_password, check_registration_token_validity, deactivate, get_username_availability, register as register_api,
-            whoami,
+            change_password, check_registration_token_validity, deactivate, get_username_availability,
+            register as register_api, whoami,
         },
         config::{get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data},
         device::{delete_device, delete_devices, get_device, get_devices, update_device},
         discovery::{discover_homeserver, get_capabilities, get_supported_versions},
         filter::{create_filter, get_filter},
         profile::{delete_profile_field, get_profile, get_profile_field, set_profile_field},
-        session::{get_login_token, get_login_types, login as login_api, logout as logout_api, logout_all, refresh_token},
+        session::{
+            get_login_token, get_login_types, login as login_api, logout as logout_api, logout_all, refresh_token,
+        },
     },
     federation::discovery::discover_homeserver as discover_server,
 };

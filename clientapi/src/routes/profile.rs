@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use common::{
-    api::userapi::{QueryProfile, QueryProfileRequest, SetProfileField, SetProfileFieldRequest},
+    api::userapi::{QueryProfile, QueryProfileRequest, SetProfileField, SetProfileFieldRequest, TokenOwner},
     http::{MatrixError, Ruma, RumaResponse},
 };
 use ruma::{
@@ -15,7 +15,7 @@ use ruma::{
 };
 use serde_json::{Map, Value};
 
-use crate::App;
+use crate::{App, own_account};
 
 async fn profile_of(app: &App, user_id: &UserId) -> Result<Map<String, Value>, MatrixError> {
     if user_id.server_name() != app.rt.config.global.server_name {
@@ -49,11 +49,8 @@ pub async fn get_profile_field(
 }
 
 /// Checks that the caller may change `user_id`'s `field`.
-fn check_own(request_user: Option<&common::api::userapi::TokenOwner>, user_id: &UserId, field: &ProfileFieldName) -> Result<(), MatrixError> {
-    let user = request_user.ok_or_else(MatrixError::missing_token)?;
-    if user.user_id != user_id {
-        return Err(MatrixError::forbidden("You may only change your own profile"));
-    }
+fn check_own(caller: Option<&TokenOwner>, user_id: &UserId, field: &ProfileFieldName) -> Result<(), MatrixError> {
+    let user = own_account(caller, user_id)?;
     if user.is_guest && *field != ProfileFieldName::DisplayName {
         return Err(MatrixError::guest_access_forbidden());
     }

@@ -4,19 +4,18 @@
 use std::sync::Arc;
 
 use axum::{Json, extract::State};
-use serde_json::{Value, json};
 use common::{
     api::userapi::{CheckRegistration, CheckRegistrationRequest, CreateAccount, CreateAccountRequest, NewSession},
     http::{MatrixError, Ruma, RumaResponse},
 };
 use ruma::api::client::{
     account::{
-        check_registration_token_validity,
-        get_username_availability,
+        check_registration_token_validity, get_username_availability,
         register::{self, RegistrationKind},
     },
     uiaa::AuthType,
 };
+use serde_json::{Value, json};
 
 use crate::{
     App, ip_string,

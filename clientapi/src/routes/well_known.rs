@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
+use crate::App;
 use axum::extract::State;
 use common::http::{MatrixError, Ruma, RumaResponse};
-use crate::App;
-use ruma::api::{client::discovery::discover_homeserver, federation::discovery::discover_homeserver as discover_server};
+use ruma::api::{
+    client::discovery::discover_homeserver, federation::discovery::discover_homeserver as discover_server,
+};
 
 pub async fn client(
     State(app): State<Arc<App>>,

@@ -83,11 +83,8 @@ where
     F: Future<Output = Result<(), HandlerError>>,
 {
     let stream_name = bus.stream_name(M::STREAM);
-    let stream = bus
-        .jetstream()
-        .get_stream(&stream_name)
-        .await
-        .with_context(|| format!("stream {stream_name} is missing"))?;
+    let stream =
+        bus.jetstream().get_stream(&stream_name).await.with_context(|| format!("stream {stream_name} is missing"))?;
     let consumer = stream
         .get_or_create_consumer(
             &spec.durable,
@@ -188,8 +185,7 @@ where
             (msg.ack_with(AckKind::Term).await, "dropped")
         }
     };
-    metrics::counter!("bus_consumed_total", "consumer" => label.to_owned(), "outcome" => outcome_label)
-        .increment(1);
+    metrics::counter!("bus_consumed_total", "consumer" => label.to_owned(), "outcome" => outcome_label).increment(1);
     if let Err(e) = result {
         // The message comes back after ack_wait; consumers are idempotent.
         tracing::warn!(consumer = %label, error = %e, "cannot acknowledge");

@@ -205,11 +205,7 @@ fn check_server_version(version: &str) -> anyhow::Result<()> {
     let mut parts = version.split(['.', '-']).map(|p| p.parse::<u64>().unwrap_or(0));
     let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if found < MIN_SERVER_VERSION {
-        bail!(
-            "nats-server {version} is too old: {}.{} or newer is needed",
-            MIN_SERVER_VERSION.0,
-            MIN_SERVER_VERSION.1
-        );
+        bail!("nats-server {version} is too old: {}.{} or newer is needed", MIN_SERVER_VERSION.0, MIN_SERVER_VERSION.1);
     }
     Ok(())
 }

@@ -39,7 +39,9 @@ pub enum RemoteErrorKind {
     Internal,
     /// The access or refresh token is unknown, revoked or expired; `soft`
     /// when the session may be resumed by refreshing or logging in again.
-    UnknownToken { soft: bool },
+    UnknownToken {
+        soft: bool,
+    },
     UserDeactivated,
     UserInUse,
     InvalidUsername,
@@ -96,8 +98,7 @@ impl Bus {
     /// died, or all are restarting) a retryable request is sent again until the
     /// configured RPC timeout has passed.
     pub async fn call<R: Rpc>(&self, request: &R::Request) -> Result<R::Response, RpcError> {
-        let payload: bytes::Bytes =
-            serde_json::to_vec(request).map_err(|e| RpcError::Decode(e.to_string()))?.into();
+        let payload: bytes::Bytes = serde_json::to_vec(request).map_err(|e| RpcError::Decode(e.to_string()))?.into();
         let subject = subject::<R>(self);
         let total = self.rpc_timeout();
         let deadline = tokio::time::Instant::now() + total;
@@ -122,8 +123,8 @@ impl Bus {
                     _ => RpcError::Transport(e.to_string()),
                 },
             };
-            let retryable = matches!(failure, RpcError::Unavailable(_))
-                || (R::RETRY && matches!(failure, RpcError::Timeout(_)));
+            let retryable =
+                matches!(failure, RpcError::Unavailable(_)) || (R::RETRY && matches!(failure, RpcError::Timeout(_)));
             if !retryable || tokio::time::Instant::now() + pause >= deadline {
                 return Err(failure);
             }

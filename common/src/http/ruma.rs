@@ -17,8 +17,9 @@ use axum::{
 };
 use http_body_util::{BodyExt, Limited};
 use ruma::api::{
-    IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingResponseExt, auth_scheme::extract_bearer_or_query_token,
-    error::DeserializationError, error::FromHttpRequestError, path_builder::PathBuilder,
+    IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingResponseExt,
+    auth_scheme::extract_bearer_or_query_token, error::DeserializationError, error::FromHttpRequestError,
+    path_builder::PathBuilder,
 };
 
 use crate::api::userapi::TokenOwner;
@@ -170,29 +171,36 @@ pub trait RumaRouter<S> {
 }
 
 impl<S: Clone + Send + Sync + 'static> RumaRouter<S> for Router<S> {
-    fn ruma<T, H, X>(mut self, handler: H) -> Self
+    fn ruma<T, H, X>(self, handler: H) -> Self
     where
         T: IncomingRequest,
         H: Handler<X, S>,
         X: 'static,
     {
-        let filter = MethodFilter::try_from(T::METHOD).expect("ruma endpoints use standard methods");
-        for path in T::PATH_BUILDER.all_paths() {
-            self = self.route(path, on(filter, handler.clone()));
-        }
-        self
+        mount::<T, _, _, _>(self, handler, false)
     }
 
-    fn ruma_guest<T, H, X>(mut self, handler: H) -> Self
+    fn ruma_guest<T, H, X>(self, handler: H) -> Self
     where
         T: IncomingRequest,
         H: Handler<X, S>,
         X: 'static,
     {
-        let filter = MethodFilter::try_from(T::METHOD).expect("ruma endpoints use standard methods");
-        for path in T::PATH_BUILDER.all_paths() {
-            self = self.route(path, on(filter, handler.clone()).layer(axum::Extension(GuestAllowed)));
-        }
-        self
+        mount::<T, _, _, _>(self, handler, true)
     }
+}
+
+fn mount<T, H, X, S>(mut router: Router<S>, handler: H, guests: bool) -> Router<S>
+where
+    T: IncomingRequest,
+    H: Handler<X, S>,
+    X: 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    let filter = MethodFilter::try_from(T::METHOD).expect("ruma endpoints use standard methods");
+    for path in T::PATH_BUILDER.all_paths() {
+        let route = on(filter, handler.clone());
+        router = router.route(path, if guests { route.layer(axum::Extension(GuestAllowed)) } else { route });
+    }
+    router
 }

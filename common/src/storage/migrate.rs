@@ -59,9 +59,8 @@ impl Db {
                 "CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ts BIGINT NOT NULL)"
             )))
             .await?;
-        let applied: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT version FROM {table}")))
-            .fetch_all(&self.pool)
-            .await?;
+        let applied: Vec<i64> =
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT version FROM {table}"))).fetch_all(&self.pool).await?;
         for (version, name, sql) in all {
             if applied.contains(version) {
                 continue;

@@ -26,12 +26,7 @@ const ORPHAN_AGE: Duration = Duration::from_secs(5);
 
 impl Outbox {
     pub fn new(db: Db, bus: Bus, component: &str) -> Self {
-        Self {
-            db,
-            bus,
-            table: format!("{component}_outbox").into(),
-            flushing: Arc::new(tokio::sync::Mutex::new(())),
-        }
+        Self { db, bus, table: format!("{component}_outbox").into(), flushing: Arc::new(tokio::sync::Mutex::new(())) }
     }
 
     /// Writes a message inside the caller's transaction; call [`Outbox::flush`] after commit.

@@ -87,10 +87,8 @@ impl Input {
 
 /// The event id must be the one the event's content determines.
 fn check_event_id(msg: &InputRoomEvent, object: &CanonicalJsonObject) -> anyhow::Result<()> {
-    let rules = msg
-        .room_version
-        .rules()
-        .ok_or_else(|| anyhow::anyhow!("unsupported room version {}", msg.room_version))?;
+    let rules =
+        msg.room_version.rules().ok_or_else(|| anyhow::anyhow!("unsupported room version {}", msg.room_version))?;
     let expected = match msg.room_version {
         // Versions 1 and 2 carry their id in the event.
         RoomVersionId::V1 | RoomVersionId::V2 => match object.get("event_id") {

@@ -21,7 +21,13 @@ impl Events {
     }
 
     /// Stores an event; false when it was already stored (a redelivery).
-    pub async fn insert(&self, tx: &mut AnyConnection, event_id: &str, room_id: &str, json: &str) -> anyhow::Result<bool> {
+    pub async fn insert(
+        &self,
+        tx: &mut AnyConnection,
+        event_id: &str,
+        room_id: &str,
+        json: &str,
+    ) -> anyhow::Result<bool> {
         let result = sqlx::query(
             "INSERT INTO roomserver_events (event_id, room_id, json, received_ts) VALUES ($1, $2, $3, $4)
              ON CONFLICT (event_id) DO NOTHING",
