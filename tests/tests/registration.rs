@@ -270,6 +270,30 @@ async fn guests(deployment: &Deployment) {
         .await
         .expect_error(403, "M_GUEST_ACCESS_FORBIDDEN");
     guest.post("/delete_devices", json!({"devices": []})).await.expect_error(403, "M_GUEST_ACCESS_FORBIDDEN");
+
+    // Upgrading the guest: its own localpart, its token, a password.
+    let token = guest.access_token.clone().unwrap();
+    let upgrade = |username: &str, token: &str| json!({"username": username, "password": GOOD, "guest_access_token": token, "auth": {"type": "m.login.dummy"}});
+    let other = client.post("/register?kind=guest", json!({})).await.expect(200);
+    client
+        .post("/register", upgrade(&localpart, other["access_token"].as_str().unwrap()))
+        .await
+        .expect_error(400, "M_INVALID_PARAM");
+    let member = client.register(&name("member"), GOOD).await;
+    client
+        .post("/register", upgrade(&localpart, member.access_token.as_deref().unwrap()))
+        .await
+        .expect_error(403, "M_FORBIDDEN");
+    client.post("/register", upgrade(&localpart, "not-a-token")).await.expect_error(401, "M_UNKNOWN_TOKEN");
+    let upgraded = client.post("/register", upgrade(&localpart, &token)).await.expect(200);
+    assert_eq!(upgraded["user_id"], guest.user_id.as_str(), "the account keeps its user id: {upgraded}");
+    let whoami = guest.get("/account/whoami").await.expect(200);
+    assert_eq!(whoami["is_guest"], false, "the guest's own token now belongs to a full account: {whoami}");
+    let full = Client::new(&deployment.base_url).logged_in(&upgraded);
+    assert_eq!(full.get("/account/whoami").await.expect(200)["is_guest"], false);
+    client.login(&guest.user_id, GOOD).await;
+    full.post("/account/password", json!({"new_password": GOOD})).await.expect(401);
+    client.post("/register", upgrade(&localpart, &token)).await.expect_error(403, "M_FORBIDDEN");
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 use common::{
     api::userapi::{
         AuthenticateRequest, Authenticated, CheckRegistrationRequest, CreateAccountRequest, CreatedAccount,
-        DeactivateRequest, DeviceSelection, SetPasswordRequest,
+        DeactivateRequest, DeviceSelection, SetPasswordRequest, UpgradeGuestRequest,
     },
     bus::{RemoteError, RemoteErrorKind},
     config::Config,
@@ -116,6 +116,35 @@ async fn create(db: &Db, config: &Config, request: CreateAccountRequest) -> Resu
     };
     tx.commit().await?;
     Ok(CreatedAccount { user_id, session })
+}
+
+pub(crate) async fn upgrade_guest(state: State, request: UpgradeGuestRequest) -> Result<CreatedAccount, RemoteError> {
+    let config = &state.config.userapi;
+    credentials::check_policy(&request.password, &config.password_policy)?;
+    let hash = credentials::hash(request.password, &config.password_hashing).await?;
+    let mut tx = state.db.pool().begin().await?;
+    let upgraded = sqlx::query(
+        "UPDATE userapi_accounts SET password_hash = $1, is_guest = 0 WHERE user_id = $2 AND is_guest = 1 AND deactivated = 0",
+    )
+    .bind(&hash)
+    .bind(request.user_id.as_str())
+    .execute(&mut *tx)
+    .await?;
+    if upgraded.rows_affected() == 0 {
+        return Err(RemoteError::new(RemoteErrorKind::Forbidden, "This is not a guest account"));
+    }
+    // The guest's own tokens stay valid, but caches hold them as a guest's.
+    let cached: Vec<(String,)> = sqlx::query_as("SELECT access_token_hash FROM userapi_devices WHERE user_id = $1")
+        .bind(request.user_id.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+    let session = match &request.session {
+        Some(new) => Some(sessions::log_in(&mut tx, &request.user_id, new, config).await?.0),
+        None => None,
+    };
+    tx.commit().await?;
+    sessions::announce_revoked(&state.bus, cached.into_iter().map(|(h,)| h).collect()).await;
+    Ok(CreatedAccount { user_id: request.user_id, session })
 }
 
 pub(crate) async fn authenticate(state: State, request: AuthenticateRequest) -> Result<Authenticated, RemoteError> {

@@ -55,6 +55,7 @@ pub async fn run(rt: Runtime) -> anyhow::Result<Service> {
     answer::<api::UpdateDevice, _, _>(&rt, &state, sessions::update_device);
     answer::<api::CheckRegistration, _, _>(&rt, &state, accounts::check_registration);
     answer::<api::CreateAccount, _, _>(&rt, &state, accounts::create_account);
+    answer::<api::UpgradeGuest, _, _>(&rt, &state, accounts::upgrade_guest);
     answer::<api::Authenticate, _, _>(&rt, &state, accounts::authenticate);
     answer::<api::SetPassword, _, _>(&rt, &state, accounts::set_password);
     answer::<api::Deactivate, _, _>(&rt, &state, accounts::deactivate);

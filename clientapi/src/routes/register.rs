@@ -5,15 +5,21 @@ use std::sync::Arc;
 
 use axum::{Json, extract::State};
 use common::{
-    api::userapi::{CheckRegistration, CheckRegistrationRequest, CreateAccount, CreateAccountRequest, NewSession},
+    api::userapi::{
+        CheckRegistration, CheckRegistrationRequest, CreateAccount, CreateAccountRequest, NewSession, UpgradeGuest,
+        UpgradeGuestRequest,
+    },
     http::{MatrixError, Ruma, RumaResponse},
 };
-use ruma::api::client::{
-    account::{
-        check_registration_token_validity, get_username_availability,
-        register::{self, RegistrationKind},
+use ruma::{
+    OwnedUserId,
+    api::client::{
+        account::{
+            check_registration_token_validity, get_username_availability,
+            register::{self, RegistrationKind},
+        },
+        uiaa::AuthType,
     },
-    uiaa::AuthType,
 };
 use serde_json::{Value, json};
 
@@ -36,12 +42,16 @@ pub async fn register(
     if guest && !config.guests {
         return Err(MatrixError::forbidden("Guest accounts are not enabled on this server").into());
     }
+    let upgrading = match (&body.guest_access_token, guest) {
+        (Some(token), false) => Some(guest_to_upgrade(&app, token, body.username.as_deref(), &request).await?),
+        _ => None,
+    };
     if !guest {
         if !config.enabled() {
             return Err(closed().into());
         }
         // Username problems first, then the password's, before any UIA stage.
-        let localpart = body.username.as_ref().map(|u| u.to_lowercase());
+        let localpart = if upgrading.is_some() { None } else { body.username.as_ref().map(|u| u.to_lowercase()) };
         let check = CheckRegistrationRequest { localpart, password: body.password.clone() };
         app.rt.bus.call::<CheckRegistration>(&check).await?;
         if body.password.is_none() {
@@ -61,15 +71,23 @@ pub async fn register(
         refreshable: body.refresh_token,
         ip: ip_string(request.client_ip),
     });
-    let create = CreateAccountRequest {
-        localpart: if guest { None } else { body.username.clone() },
-        password: if guest { None } else { body.password.clone() },
-        guest,
-        admin: false,
-        display_name: None,
-        session,
+    let created = match (upgrading, &body.password) {
+        (Some(user_id), Some(password)) => {
+            let upgrade = UpgradeGuestRequest { user_id, password: password.clone(), session };
+            app.rt.bus.call::<UpgradeGuest>(&upgrade).await?
+        }
+        _ => {
+            let create = CreateAccountRequest {
+                localpart: if guest { None } else { body.username.clone() },
+                password: if guest { None } else { body.password.clone() },
+                guest,
+                admin: false,
+                display_name: None,
+                session,
+            };
+            app.rt.bus.call::<CreateAccount>(&create).await?
+        }
     };
-    let created = app.rt.bus.call::<CreateAccount>(&create).await?;
     // Written out by hand: ruma would send `"device_id": null` with inhibit_login.
     let mut response = json!({ "user_id": created.user_id });
     if let Some(session) = created.session {
@@ -83,6 +101,24 @@ pub async fn register(
         }
     }
     Ok(Json(response))
+}
+
+/// The guest account a registration with `guest_access_token` upgrades; the
+/// spec has the client name the guest's own localpart as the username.
+async fn guest_to_upgrade(
+    app: &App,
+    token: &str,
+    username: Option<&str>,
+    request: &Ruma<register::v3::Request>,
+) -> Result<OwnedUserId, MatrixError> {
+    let owner = app.rt.tokens.owner(token, request.client_ip).await?;
+    if !owner.is_guest {
+        return Err(MatrixError::forbidden("guest_access_token is not a guest's"));
+    }
+    if username != Some(owner.user_id.localpart()) {
+        return Err(MatrixError::invalid_param("username must be the guest account's localpart"));
+    }
+    Ok(owner.user_id)
 }
 
 pub async fn available(

@@ -184,6 +184,19 @@ pub struct CreatedAccount {
 
 rpc_method!(CreateAccount: "userapi"."create_account", retry = false, CreateAccountRequest => CreatedAccount);
 
+/// Turns a guest account into a full one with a password, keeping its user id.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UpgradeGuestRequest {
+    pub user_id: OwnedUserId,
+    pub password: String,
+    pub session: Option<NewSession>,
+}
+
+rpc_method!(
+    /// `Forbidden` when the account is not a guest's.
+    UpgradeGuest: "userapi"."upgrade_guest", retry = false, UpgradeGuestRequest => CreatedAccount
+);
+
 /// A password check, for login and for user-interactive authentication.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuthenticateRequest {
