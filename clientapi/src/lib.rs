@@ -31,12 +31,12 @@ pub struct App {
 }
 
 impl App {
-    /// Counts a login attempt for `account`; 429 when it has had too many.
+    /// Counts a login attempt for `account` (a localpart or a user id, one
+    /// bucket for both spellings); 429 when it has had too many.
     fn check_login_rate(&self, account: &str) -> Result<(), MatrixError> {
-        match &self.login_limiter {
-            Some(limiter) => limiter.take(account.to_lowercase()).map_err(MatrixError::limit_exceeded),
-            None => Ok(()),
-        }
+        let Some(limiter) = &self.login_limiter else { return Ok(()) };
+        let localpart = account.trim().trim_start_matches('@').split(':').next().unwrap_or_default();
+        limiter.take(localpart.to_lowercase()).map_err(MatrixError::limit_exceeded)
     }
 }
 

@@ -88,7 +88,10 @@ impl TokenCache {
                 };
                 match serde_json::from_slice::<RevokedTokens>(&msg.payload) {
                     Ok(revoked) => listener.forget(&revoked.token_hashes),
-                    Err(e) => tracing::warn!(error = %e, "undecodable token revocation; forgetting every token"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "undecodable token revocation; forgetting every token");
+                        listener.forget_all();
+                    }
                 }
             }
         });
@@ -103,6 +106,11 @@ impl TokenCache {
         }
     }
 
+    fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.lock().clear();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -113,8 +121,7 @@ impl TokenCache {
         let epoch = self.bus.connection_epoch();
         if self.epoch.swap(epoch, Ordering::SeqCst) != epoch {
             // Revocations sent while we were disconnected never reached us.
-            self.generation.fetch_add(1, Ordering::SeqCst);
-            self.lock().clear();
+            self.forget_all();
         }
         let cached = self
             .lock()

@@ -165,7 +165,7 @@ where
         let service = run(rt.clone()).await?;
         let router = crate::http::finish(
             service.client_routes.merge(service.federation_routes),
-            crate::http::HttpContext::new(&config, Some(rt.tokens.clone())),
+            crate::http::HttpContext::new(&config, rt.tokens.clone()),
             rt.health(vec![service.db.clone()]),
         );
         serve_until_stopped(&rt, vec![(listen, router)]).await

@@ -60,7 +60,7 @@ async fn serve(config: Arc<common::config::Config>) -> anyhow::Result<()> {
         federation = federation.merge(service.federation_routes);
         dbs.push(service.db);
     }
-    let ctx = HttpContext::new(&config, Some(rt.tokens.clone()));
+    let ctx = HttpContext::new(&config, rt.tokens.clone());
     let health = rt.health(dbs);
     serve_until_stopped(
         &rt,

@@ -137,6 +137,20 @@ impl Client {
         Client::new(&self.base_url).logged_in(&answer)
     }
 
+    /// Polls `GET /account/whoami` with this session's token until it is
+    /// refused or `within` has passed, and returns the last answer: a revoked
+    /// token must stop working on every instance within a bound, not at once.
+    pub async fn whoami_until_refused(&self, within: std::time::Duration) -> Answer {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let answer = self.get("/account/whoami").await;
+            if answer.status != 200 || tokio::time::Instant::now() >= deadline {
+                return answer;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// The `auth` object of a UIA password stage for this user.
     pub fn password_auth(&self, password: &str, session: Option<&str>) -> Value {
         let mut auth = json!({

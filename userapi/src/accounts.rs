@@ -28,7 +28,7 @@ pub(crate) async fn ensure_active(db: &Db, user_id: &UserId) -> Result<(), Remot
     }
 }
 
-async fn exists(db: &Db, user_id: &UserId) -> Result<bool, RemoteError> {
+pub(crate) async fn exists(db: &Db, user_id: &UserId) -> Result<bool, RemoteError> {
     let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM userapi_accounts WHERE user_id = $1")
         .bind(user_id.as_str())
         .fetch_optional(db.pool())

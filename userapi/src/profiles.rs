@@ -69,17 +69,10 @@ pub(crate) async fn query_profile(
     state: State,
     request: QueryProfileRequest,
 ) -> Result<Map<String, Value>, RemoteError> {
-    let mut conn = state.db.pool().acquire().await?;
-    let profile = fields(&mut conn, &request.user_id).await?;
-    if profile.is_empty() {
-        // An empty profile and no account look alike; tell them apart.
-        let exists: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM userapi_accounts WHERE user_id = $1")
-            .bind(request.user_id.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-        if exists.is_none() {
-            return Err(RemoteError::new(RemoteErrorKind::NotFound, "No such user"));
-        }
+    let profile = fields(&mut *state.db.pool().acquire().await?, &request.user_id).await?;
+    // An empty profile and no account look alike; tell them apart.
+    if profile.is_empty() && !accounts::exists(&state.db, &request.user_id).await? {
+        return Err(RemoteError::new(RemoteErrorKind::NotFound, "No such user"));
     }
     Ok(profile)
 }

@@ -126,28 +126,32 @@ pub(crate) async fn delete_devices_in(
     user_id: &UserId,
     devices: &DeviceSelection,
 ) -> anyhow::Result<Vec<String>> {
-    let (condition, ids): (String, Vec<&str>) = match devices {
-        DeviceSelection::All { except: None } => (String::new(), Vec::new()),
-        DeviceSelection::All { except: Some(except) } => (" AND device_id <> $2".into(), vec![except.as_str()]),
-        DeviceSelection::Only(list) if list.is_empty() => return Ok(Vec::new()),
-        DeviceSelection::Only(list) => {
-            let placeholders: Vec<String> = (0..list.len()).map(|i| format!("${}", i + 2)).collect();
-            (format!(" AND device_id IN ({})", placeholders.join(", ")), list.iter().map(|d| d.as_str()).collect())
-        }
-    };
-    let select = format!("SELECT access_token_hash FROM userapi_devices WHERE user_id = $1{condition}");
-    let mut query = sqlx::query_as::<_, (String,)>(AssertSqlSafe(select)).bind(user_id.as_str());
-    for id in &ids {
-        query = query.bind(*id);
+    // Chosen among the user's own devices, so that however many ids a client
+    // names, the statement only ever lists devices that exist.
+    let owned: Vec<(String, String)> =
+        sqlx::query_as("SELECT device_id, access_token_hash FROM userapi_devices WHERE user_id = $1")
+            .bind(user_id.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+    let doomed: Vec<(String, String)> = owned
+        .into_iter()
+        .filter(|(id, _)| match devices {
+            DeviceSelection::All { except } => except.as_ref().is_none_or(|e| e.as_str() != id),
+            DeviceSelection::Only(list) => list.iter().any(|d| d.as_str() == id),
+        })
+        .collect();
+    if doomed.is_empty() {
+        return Ok(Vec::new());
     }
-    let hashes: Vec<String> = query.fetch_all(&mut *tx).await?.into_iter().map(|(h,)| h).collect();
-    let delete = format!("DELETE FROM userapi_devices WHERE user_id = $1{condition}");
+    let placeholders: Vec<String> = (0..doomed.len()).map(|i| format!("${}", i + 2)).collect();
+    let delete =
+        format!("DELETE FROM userapi_devices WHERE user_id = $1 AND device_id IN ({})", placeholders.join(", "));
     let mut query = sqlx::query(AssertSqlSafe(delete)).bind(user_id.as_str());
-    for id in &ids {
-        query = query.bind(*id);
+    for (id, _) in &doomed {
+        query = query.bind(id.as_str());
     }
     query.execute(&mut *tx).await?;
-    Ok(hashes)
+    Ok(doomed.into_iter().map(|(_, hash)| hash).collect())
 }
 
 pub(crate) async fn query_access_token(

@@ -6,15 +6,15 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
-    Json,
-    body::Bytes,
+    Extension, Json,
+    body::Body,
     extract::{ConnectInfo, State},
     http::HeaderMap,
 };
 use common::{
     api::userapi::{CreateAccount, CreateAccountRequest, NewSession},
     auth::random_id,
-    http::{MatrixError, client_address},
+    http::{HttpContext, MatrixError, client_address, read_body},
     storage::now_ms,
 };
 use hmac::{Hmac, Mac};
@@ -57,7 +57,7 @@ pub async fn nonce(State(app): State<Arc<App>>) -> Result<Json<Value>, MatrixErr
 }
 
 #[derive(Deserialize)]
-struct Body {
+struct Request {
     nonce: String,
     username: String,
     password: String,
@@ -73,11 +73,14 @@ struct Body {
 pub async fn register(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(ctx): Extension<Arc<HttpContext>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<Value>, MatrixError> {
     let secret = secret(&app)?;
-    let body: Body = serde_json::from_slice(&body).map_err(|e| MatrixError::bad_json(format!("Invalid body: {e}")))?;
+    let body = read_body(body, ctx.max_body).await?;
+    let body: Request =
+        serde_json::from_slice(&body).map_err(|e| MatrixError::bad_json(format!("Invalid body: {e}")))?;
     let used: Option<(i64,)> =
         sqlx::query_as("DELETE FROM clientapi_registration_nonces WHERE nonce = $1 RETURNING created_ts")
             .bind(&body.nonce)

@@ -33,12 +33,12 @@ use crate::{auth::TokenCache, config::Config};
 pub struct HttpContext {
     pub max_body: usize,
     pub limiter: Option<RateLimiter<IpAddr>>,
-    /// Resolves access tokens; listeners without client endpoints have none.
-    pub tokens: Option<Arc<TokenCache>>,
+    /// Resolves access tokens.
+    pub tokens: Arc<TokenCache>,
 }
 
 impl HttpContext {
-    pub fn new(config: &Config, tokens: Option<Arc<TokenCache>>) -> Arc<Self> {
+    pub fn new(config: &Config, tokens: Arc<TokenCache>) -> Arc<Self> {
         let limits = &config.global.rate_limits;
         Arc::new(Self {
             max_body: config.global.max_request_bytes,

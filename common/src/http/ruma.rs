@@ -97,13 +97,16 @@ where
             ctx.check_rate(client_ip)?;
         }
         let user = if <T::Authentication as TokenUse>::CHECKED {
-            let token = extract_bearer_or_query_token(&http::Request::from_parts(parts.clone(), ()))
+            // Only the URI and headers carry a token.
+            let mut carrier = http::Request::new(());
+            *carrier.uri_mut() = parts.uri.clone();
+            *carrier.headers_mut() = parts.headers.clone();
+            let token = extract_bearer_or_query_token(&carrier)
                 .map_err(|_| MatrixError::unknown_token(false, "Malformed Authorization header"))?;
-            match (token, &ctx.tokens) {
-                (Some(token), Some(tokens)) => Some(tokens.owner(&token, client_ip).await?),
-                (None, _) if <T::Authentication as TokenUse>::REQUIRED => return Err(MatrixError::missing_token()),
-                (None, _) => None,
-                (Some(_), None) => return Err(MatrixError::internal("no token cache on this listener")),
+            match token {
+                Some(token) => Some(ctx.tokens.owner(&token, client_ip).await?),
+                None if <T::Authentication as TokenUse>::REQUIRED => return Err(MatrixError::missing_token()),
+                None => None,
             }
         } else {
             None
