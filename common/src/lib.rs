@@ -9,6 +9,7 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod outbound;
+pub mod pdu;
 pub mod runtime;
 pub mod storage;
 

@@ -1,34 +1,273 @@
-//! The questions the roomserver answers.
+//! The questions the roomserver answers, one handler per RPC method.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    future::Future,
+    sync::Arc,
+};
 
 use common::{
     Runtime,
-    api::roomserver::{QueryEvents, QueryEventsRequest, QueryEventsResponse},
-    bus::{RemoteError, RemoteErrorKind, serve},
+    api::roomserver::*,
+    bus::{RemoteError, RemoteErrorKind, Rpc, serve},
+};
+use ruma::{OwnedEventId, RoomId};
+
+use crate::{
+    input::resolve::auth_closure,
+    storage::{EventRow, EventStatus, StateMap, Store},
 };
 
-use crate::storage::Events;
+/// Most ids or events a single query may ask for.
+const MAX_PER_QUERY: usize = 1000;
 
-/// Most ids a single query may ask for.
-const MAX_EVENTS_PER_QUERY: usize = 1000;
-
-pub fn start(rt: &Runtime, events: Events) {
-    let (bus, shutdown) = (rt.bus.clone(), rt.shutdown.clone());
+fn serve_with<R, H, F>(rt: &Runtime, store: &Store, handler: H)
+where
+    R: Rpc + 'static,
+    H: Fn(Store, R::Request) -> F + Send + Sync + Clone + 'static,
+    F: Future<Output = Result<R::Response, RemoteError>> + Send + 'static,
+{
+    let (bus, shutdown, store) = (rt.bus.clone(), rt.shutdown.clone(), store.clone());
     rt.spawn(
-        "roomserver query_events",
-        serve::<QueryEvents, _, _>(bus, shutdown, move |request| {
-            let events = events.clone();
-            async move { query_events(&events, request).await }
+        R::METHOD,
+        serve::<R, _, _>(bus, shutdown, move |request| {
+            let (store, handler) = (store.clone(), handler.clone());
+            async move { handler(store, request).await }
         }),
     );
 }
 
-async fn query_events(events: &Events, request: QueryEventsRequest) -> Result<QueryEventsResponse, RemoteError> {
-    if request.event_ids.len() > MAX_EVENTS_PER_QUERY {
-        return Err(RemoteError::new(
-            RemoteErrorKind::BadRequest,
-            format!("at most {MAX_EVENTS_PER_QUERY} events per query"),
-        ));
+pub fn start(rt: &Runtime, store: &Store) {
+    serve_with::<QueryEvents, _, _>(rt, store, query_events);
+    serve_with::<QueryLatestEventsAndState, _, _>(rt, store, query_latest_events_and_state);
+    serve_with::<QueryCurrentState, _, _>(rt, store, query_current_state);
+    serve_with::<QueryStateAtEvent, _, _>(rt, store, query_state_at_event);
+    serve_with::<QueryAuthChain, _, _>(rt, store, query_auth_chain);
+    serve_with::<QueryMembership, _, _>(rt, store, query_membership);
+    serve_with::<QueryMembers, _, _>(rt, store, query_members);
+    serve_with::<QueryRoomsForUser, _, _>(rt, store, query_rooms_for_user);
+    serve_with::<QueryRoomVersion, _, _>(rt, store, query_room_version);
+    serve_with::<QueryBackfill, _, _>(rt, store, query_backfill);
+    serve_with::<QueryMissingEvents, _, _>(rt, store, query_missing_events);
+    serve_with::<ForgetRoom, _, _>(rt, store, forget_room);
+}
+
+fn bad_request(message: impl Into<String>) -> RemoteError {
+    RemoteError::new(RemoteErrorKind::BadRequest, message)
+}
+
+fn not_found(message: impl Into<String>) -> RemoteError {
+    RemoteError::new(RemoteErrorKind::NotFound, message)
+}
+
+fn at_most(count: usize) -> Result<(), RemoteError> {
+    if count > MAX_PER_QUERY {
+        return Err(bad_request(format!("at most {MAX_PER_QUERY} per query")));
     }
-    let ids: Vec<&str> = request.event_ids.iter().map(|id| id.as_str()).collect();
-    Ok(QueryEventsResponse { events: events.get_many(&ids).await? })
+    Ok(())
+}
+
+/// Rows as other components may see them: never rejected events.
+fn visible(rows: impl IntoIterator<Item = EventRow>) -> Vec<StoredEvent> {
+    rows.into_iter().filter(|row| row.status != EventStatus::Rejected).map(|row| row.stored()).collect()
+}
+
+/// The stored events of a state, in a stable order, keeping only the keys `filter` asks for.
+async fn state_events(
+    store: &Store,
+    state: &StateMap,
+    filter: Option<&[StateFilter]>,
+) -> Result<Vec<StoredEvent>, RemoteError> {
+    let ids: Vec<OwnedEventId> = state
+        .iter()
+        .filter(|((t, k), _)| {
+            filter.is_none_or(|f| f.iter().any(|f| f.event_type == *t && f.state_key.as_ref().is_none_or(|fk| fk == k)))
+        })
+        .map(|(_, id)| id.clone())
+        .collect();
+    let mut rows = store.events.get_many(&ids).await?;
+    Ok(ids.iter().filter_map(|id| rows.remove(id)).map(|row| row.stored()).collect())
+}
+
+/// The room's version and current state; NotFound when it has none here.
+async fn current(store: &Store, room_id: &RoomId) -> Result<(crate::storage::Room, Arc<StateMap>), RemoteError> {
+    let room = store.rooms.get(room_id).await?.ok_or_else(|| not_found("unknown room"))?;
+    let snapshot = room.current_state.ok_or_else(|| not_found("unknown room"))?;
+    let state = store.snapshots.load(snapshot).await?;
+    Ok((room, state))
+}
+
+async fn query_events(store: Store, request: QueryEventsRequest) -> Result<QueryEventsResponse, RemoteError> {
+    at_most(request.event_ids.len())?;
+    let mut rows = store.events.get_many(&request.event_ids).await?;
+    let ordered = request.event_ids.iter().filter_map(|id| rows.remove(id));
+    Ok(QueryEventsResponse { events: visible(ordered) })
+}
+
+async fn query_latest_events_and_state(
+    store: Store,
+    request: QueryLatestEventsAndStateRequest,
+) -> Result<QueryLatestEventsAndStateResponse, RemoteError> {
+    at_most(request.state_keys.len())?;
+    let (room, state) = current(&store, &request.room_id).await?;
+    let filter: Vec<StateFilter> = request
+        .state_keys
+        .into_iter()
+        .map(|(event_type, state_key)| StateFilter { event_type, state_key: Some(state_key) })
+        .collect();
+    Ok(QueryLatestEventsAndStateResponse {
+        room_version: room.room_version,
+        latest_event_ids: room.latest_event_ids,
+        depth: room.max_depth.max(0) as u64,
+        state: state_events(&store, &state, Some(&filter)).await?,
+    })
+}
+
+async fn query_current_state(
+    store: Store,
+    request: QueryCurrentStateRequest,
+) -> Result<QueryStateResponse, RemoteError> {
+    let (room, state) = current(&store, &request.room_id).await?;
+    Ok(QueryStateResponse {
+        room_version: room.room_version,
+        state: state_events(&store, &state, request.filter.as_deref()).await?,
+    })
+}
+
+async fn query_state_at_event(
+    store: Store,
+    request: QueryStateAtEventRequest,
+) -> Result<QueryStateResponse, RemoteError> {
+    let row = store.events.get(&request.event_id).await?.ok_or_else(|| not_found("unknown event"))?;
+    let snapshot = if request.after { row.state_after } else { row.state_before };
+    let snapshot = snapshot.filter(|_| row.room_id == request.room_id).ok_or_else(|| not_found("unknown event"))?;
+    let room = store.rooms.get(&request.room_id).await?.ok_or_else(|| not_found("unknown room"))?;
+    let state = store.snapshots.load(snapshot).await?;
+    Ok(QueryStateResponse {
+        room_version: room.room_version,
+        state: state_events(&store, &state, request.filter.as_deref()).await?,
+    })
+}
+
+async fn query_auth_chain(store: Store, request: QueryAuthChainRequest) -> Result<QueryEventsResponse, RemoteError> {
+    at_most(request.event_ids.len())?;
+    let roots = store.events.get_many(&request.event_ids).await?;
+    let closure = auth_closure(&store.events, roots.values().flat_map(|r| r.pdu.auth_ids().to_vec())).await?;
+    let ids: Vec<OwnedEventId> = closure.keys().filter(|id| !roots.contains_key(*id)).cloned().collect();
+    let rows = store.events.get_many(&ids).await?;
+    Ok(QueryEventsResponse { events: visible(rows.into_values()) })
+}
+
+async fn query_membership(
+    store: Store,
+    request: QueryMembershipRequest,
+) -> Result<QueryMembershipResponse, RemoteError> {
+    let room_exists = store.rooms.get(&request.room_id).await?.is_some_and(|room| room.current_state.is_some());
+    let Some(membership) = store.memberships.get(&request.room_id, &request.user_id).await? else {
+        return Ok(QueryMembershipResponse { room_exists, membership: None, event: None, forgotten: false });
+    };
+    let event_id: OwnedEventId = membership.event_id.as_str().try_into().map_err(anyhow::Error::from)?;
+    let event = store.events.get(&event_id).await?.map(|row| row.stored());
+    Ok(QueryMembershipResponse {
+        room_exists,
+        membership: Some(membership.membership),
+        event,
+        forgotten: membership.forgotten,
+    })
+}
+
+async fn query_members(store: Store, request: QueryMembersRequest) -> Result<QueryStateResponse, RemoteError> {
+    let room = store.rooms.get(&request.room_id).await?.ok_or_else(|| not_found("unknown room"))?;
+    let memberships = request.memberships.unwrap_or_default();
+    let ids = store.memberships.member_events(&request.room_id, &memberships, request.local_only).await?;
+    let ids: Vec<OwnedEventId> = ids.iter().filter_map(|id| id.as_str().try_into().ok()).collect();
+    let mut rows = store.events.get_many(&ids).await?;
+    let state = ids.iter().filter_map(|id| rows.remove(id)).map(|row| row.stored()).collect();
+    Ok(QueryStateResponse { room_version: room.room_version, state })
+}
+
+async fn query_rooms_for_user(
+    store: Store,
+    request: QueryRoomsForUserRequest,
+) -> Result<QueryRoomsForUserResponse, RemoteError> {
+    Ok(QueryRoomsForUserResponse {
+        room_ids: store.memberships.rooms_of(&request.user_id, &request.memberships).await?,
+    })
+}
+
+async fn query_room_version(
+    store: Store,
+    request: QueryRoomVersionRequest,
+) -> Result<QueryRoomVersionResponse, RemoteError> {
+    let (room, _) = current(&store, &request.room_id).await?;
+    Ok(QueryRoomVersionResponse { room_version: room.room_version })
+}
+
+/// Walks prev events backwards from `from`, breadth first, the starting
+/// events included, skipping `stop`; at most `limit` events of the room.
+async fn walk_back(
+    store: &Store,
+    room_id: &RoomId,
+    from: &[OwnedEventId],
+    stop: &HashSet<OwnedEventId>,
+    limit: usize,
+) -> Result<Vec<EventRow>, RemoteError> {
+    let mut seen: HashSet<OwnedEventId> = HashSet::new();
+    let mut queue: VecDeque<OwnedEventId> = from.iter().filter(|id| !stop.contains(*id)).cloned().collect();
+    let mut found = Vec::new();
+    while !queue.is_empty() && found.len() < limit {
+        let batch: Vec<OwnedEventId> = queue.drain(..).filter(|id| seen.insert(id.clone())).collect();
+        let rows: HashMap<OwnedEventId, EventRow> = store.events.get_many(&batch).await?;
+        for id in batch {
+            let Some(row) = rows.get(&id) else { continue };
+            if row.room_id != room_id || row.status == EventStatus::Rejected {
+                continue;
+            }
+            queue.extend(row.pdu.prev_ids().iter().filter(|p| !stop.contains(*p) && !seen.contains(*p)).cloned());
+            found.push(row.clone());
+            if found.len() == limit {
+                break;
+            }
+        }
+    }
+    Ok(found)
+}
+
+async fn query_backfill(store: Store, request: QueryBackfillRequest) -> Result<QueryEventsResponse, RemoteError> {
+    at_most(request.from.len())?;
+    let limit = (request.limit as usize).min(MAX_PER_QUERY);
+    let mut rows = walk_back(&store, &request.room_id, &request.from, &HashSet::new(), limit).await?;
+    rows.sort_by(|a, b| b.pdu.depth().cmp(&a.pdu.depth()));
+    Ok(QueryEventsResponse { events: visible(rows) })
+}
+
+async fn query_missing_events(
+    store: Store,
+    request: QueryMissingEventsRequest,
+) -> Result<QueryEventsResponse, RemoteError> {
+    at_most(request.latest.len() + request.earliest.len())?;
+    let limit = (request.limit as usize).min(MAX_PER_QUERY);
+    // The latest events themselves are what the asker already has.
+    let starts: Vec<OwnedEventId> = store
+        .events
+        .get_many(&request.latest)
+        .await?
+        .values()
+        .filter(|row| row.room_id == request.room_id)
+        .flat_map(|row| row.pdu.prev_ids().to_vec())
+        .collect();
+    let stop: HashSet<OwnedEventId> = request.earliest.iter().chain(&request.latest).cloned().collect();
+    let mut rows = walk_back(&store, &request.room_id, &starts, &stop, limit).await?;
+    rows.sort_by_key(|row| row.pdu.depth());
+    Ok(QueryEventsResponse { events: visible(rows) })
+}
+
+async fn forget_room(store: Store, request: ForgetRoomRequest) -> Result<(), RemoteError> {
+    if store.memberships.forget(&request.room_id, &request.user_id).await? {
+        return Ok(());
+    }
+    match store.memberships.get(&request.room_id, &request.user_id).await? {
+        None => Err(not_found("the user was never in the room")),
+        Some(_) => Err(bad_request("the user is still in the room")),
+    }
 }

@@ -57,6 +57,7 @@ pub fn input(
         event_id,
         event: serde_json::value::to_raw_value(event).expect("JSON"),
         origin: server_name.try_into().expect("a server name"),
+        state_before: None,
         transaction: None,
         reply_to: None,
     }

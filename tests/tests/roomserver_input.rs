@@ -42,8 +42,9 @@ async fn outputs(bus: &Bus) -> Vec<OwnedEventId> {
     }
     for seq in state.first_sequence..=state.last_sequence {
         let message = stream.get_raw_message(seq).await.unwrap();
-        let OutputRoomEvent::NewRoomEvent(event) = serde_json::from_slice(&message.payload).unwrap();
-        ids.push(event.event_id);
+        if let OutputRoomEvent::NewRoomEvent(event) = serde_json::from_slice(&message.payload).unwrap() {
+            ids.push(event.event_id);
+        }
     }
     ids
 }

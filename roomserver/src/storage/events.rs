@@ -1,71 +1,148 @@
-//! `roomserver_events`: every event the roomserver has accepted, by id.
+//! `roomserver_events`: every event the roomserver has seen, with its verdict
+//! and the state snapshots before and after it.
 
-use common::{
-    api::roomserver::StoredEvent,
-    storage::{Db, now_ms},
-};
-use sqlx::AnyConnection;
+use std::collections::HashMap;
+
+use common::{api::roomserver::StoredEvent, pdu::Pdu, storage::now_ms};
+use ruma::{EventId, OwnedEventId, OwnedRoomId};
+use serde_json::value::RawValue;
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe};
+
+use super::placeholders;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventStatus {
+    Accepted = 0,
+    SoftFailed = 1,
+    Rejected = 2,
+    Outlier = 3,
+}
+
+impl EventStatus {
+    fn from_i64(value: i64) -> EventStatus {
+        match value {
+            0 => EventStatus::Accepted,
+            1 => EventStatus::SoftFailed,
+            2 => EventStatus::Rejected,
+            _ => EventStatus::Outlier,
+        }
+    }
+}
+
+/// An event as stored, with what the roomserver knows of its place in the room.
+#[derive(Clone, Debug)]
+pub struct EventRow {
+    pub pdu: Pdu,
+    pub room_id: OwnedRoomId,
+    pub status: EventStatus,
+    pub redacted: bool,
+    pub state_before: Option<i64>,
+    pub state_after: Option<i64>,
+}
+
+impl EventRow {
+    pub fn stored(&self) -> StoredEvent {
+        StoredEvent {
+            event_id: self.pdu.owned_id(),
+            room_id: self.room_id.clone(),
+            event: self.pdu.to_raw(),
+            redacted: self.redacted,
+        }
+    }
+}
+
+pub struct NewEvent<'a> {
+    pub pdu: &'a Pdu,
+    pub room_id: &'a str,
+    pub status: EventStatus,
+    pub state_before: Option<i64>,
+    pub state_after: Option<i64>,
+    pub stream_ordering: Option<i64>,
+}
 
 #[derive(Clone)]
 pub struct Events {
-    db: Db,
+    pool: AnyPool,
+}
+
+type Row = (String, String, String, i64, i64, Option<i64>, Option<i64>);
+
+const COLUMNS: &str = "event_id, room_id, json, redacted, status, state_before, state_after";
+
+fn decode(row: Row) -> anyhow::Result<EventRow> {
+    let (event_id, room_id, json, redacted, status, state_before, state_after) = row;
+    Ok(EventRow {
+        pdu: Pdu::parse(event_id.try_into()?, RawValue::from_string(json)?)?,
+        room_id: room_id.try_into()?,
+        status: EventStatus::from_i64(status),
+        redacted: redacted != 0,
+        state_before,
+        state_after,
+    })
 }
 
 impl Events {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(pool: AnyPool) -> Self {
+        Self { pool }
     }
 
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
-
-    /// Stores an event; false when it was already stored (a redelivery).
-    pub async fn insert(
-        &self,
-        tx: &mut AnyConnection,
-        event_id: &str,
-        room_id: &str,
-        json: &str,
-    ) -> anyhow::Result<bool> {
+    /// Stores an event, or places an outlier seen before; false when it was
+    /// already stored (a redelivery).
+    pub async fn insert(&self, tx: &mut AnyConnection, event: NewEvent<'_>) -> anyhow::Result<bool> {
         let result = sqlx::query(
-            "INSERT INTO roomserver_events (event_id, room_id, json, received_ts) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (event_id) DO NOTHING",
+            "INSERT INTO roomserver_events (event_id, room_id, event_type, state_key, depth, json, redacted, status,
+                 state_before, state_after, stream_ordering, received_ts)
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $11)
+             ON CONFLICT (event_id) DO UPDATE SET status = excluded.status, state_before = excluded.state_before,
+                 state_after = excluded.state_after, stream_ordering = excluded.stream_ordering
+             WHERE roomserver_events.status = 3",
         )
-        .bind(event_id)
-        .bind(room_id)
-        .bind(json)
+        .bind(event.pdu.id().as_str())
+        .bind(event.room_id)
+        .bind(event.pdu.kind().to_string())
+        .bind(event.pdu.key())
+        .bind(event.pdu.depth().min(i64::MAX as u64) as i64)
+        .bind(event.pdu.json().get())
+        .bind(event.status as i64)
+        .bind(event.state_before)
+        .bind(event.state_after)
+        .bind(event.stream_ordering)
         .bind(now_ms())
         .execute(tx)
         .await?;
         Ok(result.rows_affected() == 1)
     }
 
+    /// Replaces an event's JSON with its pruned form.
+    pub async fn mark_redacted(&self, tx: &mut AnyConnection, event_id: &EventId, pruned: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE roomserver_events SET json = $1, redacted = 1 WHERE event_id = $2")
+            .bind(pruned)
+            .bind(event_id.as_str())
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, event_id: &EventId) -> anyhow::Result<Option<EventRow>> {
+        Ok(self.get_many(&[event_id.to_owned()]).await?.remove(event_id))
+    }
+
     /// The stored events among `event_ids`, in one query.
-    pub async fn get_many(&self, event_ids: &[&str]) -> anyhow::Result<Vec<StoredEvent>> {
-        if event_ids.is_empty() {
-            return Ok(Vec::new());
+    pub async fn get_many(&self, event_ids: &[OwnedEventId]) -> anyhow::Result<HashMap<OwnedEventId, EventRow>> {
+        let mut found = HashMap::with_capacity(event_ids.len());
+        // Bounded batches keep under every database's parameter limit.
+        for chunk in event_ids.chunks(500) {
+            let sql =
+                format!("SELECT {COLUMNS} FROM roomserver_events WHERE event_id IN ({})", placeholders(1, chunk.len()));
+            let mut query = sqlx::query_as::<_, Row>(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let row = decode(row)?;
+                found.insert(row.pdu.owned_id(), row);
+            }
         }
-        let placeholders: Vec<String> = (1..=event_ids.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT event_id, room_id, json FROM roomserver_events WHERE event_id IN ({})",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(sql));
-        for event_id in event_ids {
-            query = query.bind(*event_id);
-        }
-        query
-            .fetch_all(self.db.pool())
-            .await?
-            .into_iter()
-            .map(|(event_id, room_id, json)| {
-                Ok(StoredEvent {
-                    event_id: event_id.try_into()?,
-                    room_id: room_id.try_into()?,
-                    event: serde_json::value::RawValue::from_string(json)?,
-                })
-            })
-            .collect()
+        Ok(found)
     }
 }

@@ -1,0 +1,378 @@
+//! Processing one input event: the checks on receipt of a PDU, its state,
+//! the room's new current state, and what is emitted. The caller (the input
+//! consumer) guarantees one event per room at a time.
+
+mod outputs;
+pub mod resolve;
+
+use std::{collections::HashMap, sync::Arc};
+
+use common::{
+    api::roomserver::{InputKind, InputRoomEvent, OutputRoomEvent},
+    bus::HandlerError,
+    pdu::{self, Pdu},
+    storage::{Db, Outbox},
+};
+use ruma::{
+    CanonicalJsonObject, OwnedEventId, OwnedServerName, RoomId,
+    events::{StateEventType, TimelineEventType},
+    room_version_rules::RoomVersionRules,
+    signatures::{PublicKeyMap, Verified},
+    state_res::{self, Event},
+};
+
+use crate::storage::{EventStatus, NewEvent, Room, StateMap, Store};
+
+/// What the roomserver decided.
+#[derive(Debug)]
+pub enum Verdict {
+    Accepted,
+    SoftFailed(String),
+    Rejected(String),
+}
+
+pub struct Processor {
+    store: Store,
+    outbox: Outbox,
+    server_name: OwnedServerName,
+    /// Keys that verify events from elsewhere. Only this server's own until
+    /// federation can fetch others'.
+    keys: PublicKeyMap,
+}
+
+fn reject(e: impl std::fmt::Display) -> HandlerError {
+    HandlerError::Reject(anyhow::anyhow!("{e}"))
+}
+
+impl Processor {
+    pub fn new(store: Store, outbox: Outbox, server_name: OwnedServerName, own_key: &common::keys::SigningKey) -> Self {
+        let mut own = std::collections::BTreeMap::new();
+        own.insert(own_key.key_id(), own_key.public_key());
+        let mut keys = PublicKeyMap::new();
+        keys.insert(server_name.to_string(), own);
+        Self { store, outbox, server_name, keys }
+    }
+
+    fn db(&self) -> &Db {
+        &self.store.db
+    }
+
+    pub async fn process(&self, msg: &InputRoomEvent) -> Result<Verdict, HandlerError> {
+        let rules = pdu::rules(&msg.room_version).map_err(reject)?;
+        let mut object: CanonicalJsonObject = serde_json::from_str(msg.event.get())
+            .map_err(|e| reject(format!("the event is not canonical JSON: {e}")))?;
+        let event_id = pdu::event_id_of(&object, &msg.room_version).map_err(reject)?;
+        if event_id != msg.event_id {
+            return Err(reject(format!("the event id should be {event_id}")));
+        }
+
+        if let Some(row) = self.store.events.get(&event_id).await? {
+            // An outlier seen again in its place in the room is processed now;
+            // anything else is a duplicate and keeps its first verdict.
+            if !(row.status == EventStatus::Outlier && msg.kind != InputKind::Outlier) {
+                return Ok(match row.status {
+                    EventStatus::Rejected => Verdict::Rejected("the event was rejected before".into()),
+                    EventStatus::SoftFailed => Verdict::SoftFailed("the event was soft-failed before".into()),
+                    _ => Verdict::Accepted,
+                });
+            }
+        }
+
+        if let Err(e) = state_res::check_pdu_format(&object, &rules.event_format) {
+            return Ok(Verdict::Rejected(format!("malformed event: {e}")));
+        }
+        if msg.origin != self.server_name {
+            match ruma::signatures::verify_event(&self.keys, &object, &rules) {
+                Ok(Verified::All) => {}
+                // A wrong content hash: keep only what the signatures cover.
+                Ok(Verified::Signatures) => {
+                    object = ruma::canonical_json::redact(object, &rules.redaction, None).map_err(reject)?;
+                }
+                Err(e) => return Ok(Verdict::Rejected(format!("bad signatures: {e}"))),
+            }
+        }
+        let json = serde_json::value::to_raw_value(&object).map_err(reject)?;
+        let pdu = Pdu::parse(event_id.clone(), json).map_err(reject)?;
+        let room_id = self.room_of(&pdu, &rules)?;
+        if room_id != msg.room_id {
+            return Ok(Verdict::Rejected(format!("the event belongs to {room_id}, not {}", msg.room_id)));
+        }
+
+        // Authorisation against the event's own auth events.
+        let mut auth_ids: Vec<OwnedEventId> = pdu.auth_ids().to_vec();
+        if rules.authorization.room_create_event_id_as_room_id && *pdu.kind() != TimelineEventType::RoomCreate {
+            auth_ids.push(pdu::create_event_id_of(&room_id).map_err(reject)?);
+        }
+        let auth_rows = self.store.events.get_many(&auth_ids).await?;
+        if let Some(missing) = auth_ids.iter().find(|id| !auth_rows.contains_key(*id)) {
+            return Ok(Verdict::Rejected(format!("auth event {missing} is unknown here")));
+        }
+        let auth: HashMap<OwnedEventId, Pdu> = auth_rows
+            .into_iter()
+            .map(|(id, row)| {
+                let pdu = if row.status == EventStatus::Rejected { row.pdu.into_rejected() } else { row.pdu };
+                (id, pdu)
+            })
+            .collect();
+        if let Err(e) =
+            state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, |id| auth.get(id).cloned())
+        {
+            return self.store_rejected(&pdu, &room_id, &msg.room_version, e).await;
+        }
+        let by_key: HashMap<(StateEventType, String), Pdu> =
+            auth.values().filter_map(|p| p.state_pair().map(|k| (k, p.clone()))).collect();
+        if let Err(e) = state_res::check_state_dependent_auth_rules(&rules.authorization, &pdu, |t, k| {
+            by_key.get(&(t.clone(), k.to_owned())).cloned()
+        }) {
+            return self.store_rejected(&pdu, &room_id, &msg.room_version, e).await;
+        }
+
+        if msg.kind == InputKind::Outlier {
+            let mut tx = self.db().pool().begin().await.map_err(anyhow::Error::from)?;
+            self.store.rooms.create(&mut tx, &room_id, &msg.room_version).await?;
+            let new = NewEvent {
+                pdu: &pdu,
+                room_id: room_id.as_str(),
+                status: EventStatus::Outlier,
+                state_before: None,
+                state_after: None,
+                stream_ordering: None,
+            };
+            self.store.events.insert(&mut tx, new).await?;
+            tx.commit().await.map_err(anyhow::Error::from)?;
+            return Ok(Verdict::Accepted);
+        }
+        self.process_in_room(msg, &rules, pdu, &room_id).await
+    }
+
+    /// The room an event is in: its `room_id`, or for a room version 12
+    /// create event the id its hash determines.
+    fn room_of(&self, pdu: &Pdu, rules: &RoomVersionRules) -> Result<ruma::OwnedRoomId, HandlerError> {
+        if *pdu.kind() == TimelineEventType::RoomCreate && rules.authorization.room_create_event_id_as_room_id {
+            return pdu::room_id_of_create(pdu.id()).map_err(reject);
+        }
+        pdu.room_id().map(ToOwned::to_owned).ok_or_else(|| reject("the event has no room_id"))
+    }
+
+    async fn store_rejected(
+        &self,
+        pdu: &Pdu,
+        room_id: &RoomId,
+        version: &ruma::RoomVersionId,
+        reason: String,
+    ) -> Result<Verdict, HandlerError> {
+        let mut tx = self.db().pool().begin().await.map_err(anyhow::Error::from)?;
+        self.store.rooms.create(&mut tx, room_id, version).await?;
+        let new = NewEvent {
+            pdu,
+            room_id: room_id.as_str(),
+            status: EventStatus::Rejected,
+            state_before: None,
+            state_after: None,
+            stream_ordering: None,
+        };
+        self.store.events.insert(&mut tx, new).await?;
+        tx.commit().await.map_err(anyhow::Error::from)?;
+        tracing::info!(event_id = %pdu.id(), reason, "rejected an event");
+        Ok(Verdict::Rejected(reason))
+    }
+
+    /// A new or historical event: its state, the checks against it, and the
+    /// room's new current state.
+    async fn process_in_room(
+        &self,
+        msg: &InputRoomEvent,
+        rules: &RoomVersionRules,
+        pdu: Pdu,
+        room_id: &RoomId,
+    ) -> Result<Verdict, HandlerError> {
+        let events = &self.store.events;
+        let version = &msg.room_version;
+        let is_create = *pdu.kind() == TimelineEventType::RoomCreate;
+
+        // The state before the event.
+        let (before_id, before): (Option<i64>, Arc<StateMap>) = if is_create {
+            (None, Arc::new(StateMap::new()))
+        } else if let Some(ids) = &msg.state_before {
+            let rows = events.get_many(ids).await?;
+            let mut state = StateMap::new();
+            for id in ids {
+                let row = rows.get(id).ok_or_else(|| reject(format!("state event {id} is unknown here")))?;
+                let key = row.pdu.state_pair().ok_or_else(|| reject(format!("{id} is not a state event")))?;
+                state.insert(key, id.clone());
+            }
+            (None, Arc::new(state))
+        } else {
+            let prevs = events.get_many(pdu.prev_ids()).await?;
+            let mut snapshots: Vec<i64> = pdu
+                .prev_ids()
+                .iter()
+                .filter_map(|id| prevs.get(id))
+                .filter(|row| matches!(row.status, EventStatus::Accepted | EventStatus::SoftFailed))
+                .filter_map(|row| row.state_after)
+                .collect();
+            snapshots.sort();
+            snapshots.dedup();
+            match snapshots.as_slice() {
+                [] => return Ok(Verdict::Rejected("none of the prev events is known here with its state".into())),
+                [one] => (Some(*one), self.store.snapshots.load(*one).await?),
+                many => {
+                    let mut states = Vec::with_capacity(many.len());
+                    for id in many {
+                        states.push(self.store.snapshots.load(*id).await?);
+                    }
+                    let resolved = resolve::resolve(events, version, rules, &states).await?;
+                    (None, Arc::new(resolved))
+                }
+            }
+        };
+
+        // Authorisation against the state before the event.
+        if !is_create {
+            let at_before = resolve::state_events_for_auth(events, &before, &pdu, rules).await?;
+            if let Err(e) = state_res::check_state_dependent_auth_rules(&rules.authorization, &pdu, |t, k| {
+                at_before.get(&(t.clone(), k.to_owned())).cloned()
+            }) {
+                return self.store_rejected(&pdu, room_id, version, e).await;
+            }
+        }
+
+        let mut tx = self.db().pool().begin().await.map_err(anyhow::Error::from)?;
+        if is_create {
+            self.store.rooms.create(&mut tx, room_id, version).await?;
+        }
+        let Some(mut room) = self.store.rooms.get_in(&mut tx, room_id).await? else {
+            return Ok(Verdict::Rejected("the room is unknown here".into()));
+        };
+        let current = match room.current_state {
+            Some(id) => Some(self.store.snapshots.load(id).await?),
+            None => None,
+        };
+
+        // Authorisation against the current state: failing only this is a soft fail.
+        let mut soft_failure = None;
+        if msg.kind == InputKind::New
+            && !is_create
+            && let Some(current) = &current
+        {
+            let at_current = resolve::state_events_for_auth(events, current, &pdu, rules).await?;
+            if let Err(e) = state_res::check_state_dependent_auth_rules(&rules.authorization, &pdu, |t, k| {
+                at_current.get(&(t.clone(), k.to_owned())).cloned()
+            }) {
+                soft_failure = Some(e);
+            }
+        }
+
+        let before_id = match before_id {
+            Some(id) => id,
+            None => {
+                let parent = match (room.current_state, &current) {
+                    (Some(id), Some(state)) => Some((id, &**state)),
+                    _ => None,
+                };
+                self.store.snapshots.write(&mut tx, room_id.as_str(), parent, &before).await?
+            }
+        };
+        let after: Arc<StateMap> = match pdu.state_pair() {
+            Some(key) => {
+                let mut after = (*before).clone();
+                after.insert(key, pdu.owned_id());
+                Arc::new(after)
+            }
+            None => before.clone(),
+        };
+        let after_id = if pdu.state_pair().is_some() {
+            self.store.snapshots.write(&mut tx, room_id.as_str(), Some((before_id, &before)), &after).await?
+        } else {
+            before_id
+        };
+
+        let accepted_new = msg.kind == InputKind::New && soft_failure.is_none();
+        let stream_ordering = accepted_new.then(|| room.last_stream_ordering + 1);
+        let new = NewEvent {
+            pdu: &pdu,
+            room_id: room_id.as_str(),
+            status: if soft_failure.is_some() { EventStatus::SoftFailed } else { EventStatus::Accepted },
+            state_before: Some(before_id),
+            state_after: Some(after_id),
+            stream_ordering,
+        };
+        self.store.events.insert(&mut tx, new).await?;
+
+        if let Some(reason) = soft_failure {
+            tx.commit().await.map_err(anyhow::Error::from)?;
+            tracing::info!(event_id = %pdu.id(), reason, "soft-failed an event");
+            return Ok(Verdict::SoftFailed(reason));
+        }
+
+        let mut outputs: Vec<OutputRoomEvent> = Vec::new();
+        if accepted_new {
+            let old_current = current.clone().unwrap_or_default();
+            let (new_current_id, new_current) =
+                self.advance(&mut tx, &mut room, room_id, version, rules, &pdu, (after_id, after)).await?;
+            let (adds, removes) = diff(&old_current, &new_current);
+            self.store.update_memberships(&mut tx, room_id, &pdu, &self.server_name, &adds, &removes).await?;
+            room.current_state = Some(new_current_id);
+            room.last_stream_ordering += 1;
+            self.store.rooms.update(&mut tx, room_id, &room).await?;
+            let context = outputs::NewEventContext { msg, pdu: &pdu, room: &room, adds: &adds, removes: &removes };
+            outputs.extend(outputs::for_new_event(&self.store, &self.server_name, context, &new_current).await?);
+        } else {
+            outputs.push(outputs::historical(msg, &pdu));
+        }
+        outputs.extend(outputs::redactions(&self.store, &mut tx, rules, &pdu, room_id).await?);
+        for output in &outputs {
+            self.outbox.enqueue(&mut tx, output).await?;
+        }
+        tx.commit().await.map_err(anyhow::Error::from)?;
+        if let Err(e) = self.outbox.flush().await {
+            // The rows stay in the outbox; the relay publishes them.
+            tracing::warn!(error = format!("{e:#}"), "cannot publish the output now");
+        }
+        Ok(Verdict::Accepted)
+    }
+
+    /// Moves the forward extremities past the event and works out the new
+    /// current state: the event's own state when it was built on every
+    /// extremity, else the resolution of the states at all of them.
+    #[allow(clippy::too_many_arguments)]
+    async fn advance(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        room: &mut Room,
+        room_id: &RoomId,
+        version: &ruma::RoomVersionId,
+        rules: &RoomVersionRules,
+        pdu: &Pdu,
+        (after_id, after): (i64, Arc<StateMap>),
+    ) -> Result<(i64, Arc<StateMap>), HandlerError> {
+        let remaining: Vec<OwnedEventId> =
+            room.latest_event_ids.iter().filter(|id| !pdu.prev_ids().contains(id)).cloned().collect();
+        room.latest_event_ids = remaining.iter().cloned().chain([pdu.owned_id()]).collect();
+        room.max_depth = room.max_depth.max(pdu.depth().min(i64::MAX as u64) as i64);
+        if remaining.is_empty() {
+            return Ok((after_id, after));
+        }
+        let rows = self.store.events.get_many(&remaining).await?;
+        let mut snapshots: Vec<i64> = rows.values().filter_map(|row| row.state_after).collect();
+        snapshots.sort();
+        snapshots.dedup();
+        let mut states = vec![after.clone()];
+        for id in snapshots.into_iter().filter(|id| *id != after_id) {
+            states.push(self.store.snapshots.load(id).await?);
+        }
+        if states.len() == 1 {
+            return Ok((after_id, after));
+        }
+        let resolved = resolve::resolve(&self.store.events, version, rules, &states).await?;
+        let id = self.store.snapshots.write(tx, room_id.as_str(), Some((after_id, &after)), &resolved).await?;
+        Ok((id, Arc::new(resolved)))
+    }
+}
+
+/// State event ids that enter and leave the state going from `old` to `new`.
+fn diff(old: &StateMap, new: &StateMap) -> (Vec<OwnedEventId>, Vec<OwnedEventId>) {
+    let adds = new.iter().filter(|(k, v)| old.get(*k) != Some(*v)).map(|(_, v)| v.clone()).collect();
+    let removes = old.iter().filter(|(k, v)| new.get(*k) != Some(*v)).map(|(_, v)| v.clone()).collect();
+    (adds, removes)
+}
