@@ -2,6 +2,10 @@
 //! Handlers live in `routes/`, one module per path; accounts and sessions
 //! are userapi's, asked over RPC.
 
+mod consumers;
+mod membership;
+mod room_access;
+mod rooms;
 mod routes;
 mod uia;
 
@@ -16,11 +20,15 @@ use common::{
     storage::{Db, Migration},
 };
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "uia sessions and registration nonces",
-    sql: include_str!("migrations/0001_sessions.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "uia sessions and registration nonces",
+        sql: include_str!("migrations/0001_sessions.sql"),
+    },
+    Migration { version: 2, name: "client transaction ids", sql: include_str!("migrations/0002_transactions.sql") },
+    Migration { version: 3, name: "content reports", sql: include_str!("migrations/0003_reports.sql") },
+];
 
 /// What every handler works with.
 pub struct App {
@@ -59,5 +67,6 @@ pub async fn run(rt: Runtime) -> anyhow::Result<Service> {
     let limits = &rt.config.global.rate_limits;
     let login_limiter = RateLimiter::new(limits.enabled, limits.account_per_second, limits.account_burst);
     let app = Arc::new(App { rt, db: db.clone(), login_limiter });
+    consumers::start(&app);
     Ok(Service { name: "clientapi", client_routes: routes::router(app), federation_routes: axum::Router::new(), db })
 }

@@ -152,7 +152,7 @@ async fn query_state_at_event(
 async fn query_auth_chain(store: Store, request: QueryAuthChainRequest) -> Result<QueryEventsResponse, RemoteError> {
     at_most(request.event_ids.len())?;
     let roots = store.events.get_many(&request.event_ids).await?;
-    let closure = auth_closure(&store.events, roots.values().flat_map(|r| r.pdu.auth_ids().to_vec())).await?;
+    let closure = auth_closure(&store.events, roots.values().flat_map(|r| r.pdu.auth_ids().to_vec()), None).await?;
     let ids: Vec<OwnedEventId> = closure.keys().filter(|id| !roots.contains_key(*id)).cloned().collect();
     let rows = store.events.get_many(&ids).await?;
     Ok(QueryEventsResponse { events: visible(rows.into_values()) })

@@ -13,7 +13,7 @@ use ruma::api::client::account::{ThirdPartyIdRemovalStatus, change_password, dea
 use serde_json::{Value, json};
 
 use crate::{
-    App,
+    App, membership,
     uia::{self, Purpose, UiaError},
 };
 
@@ -52,6 +52,7 @@ pub async fn deactivate(
     uia::authenticate(&app, Purpose::Deactivate, &uia::password_flows(), auth, Some(&user.user_id)).await?;
     let deactivate = DeactivateRequest { user_id: user.user_id.clone(), erase: request.body.erase };
     app.rt.bus.call::<Deactivate>(&deactivate).await?;
+    membership::leave_everything(&app, &user.user_id).await;
     // No identity server bindings are ever made here.
     Ok(RumaResponse(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport)))
 }

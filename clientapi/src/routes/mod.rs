@@ -3,14 +3,39 @@
 mod account;
 mod account_data;
 mod admin_register;
+mod ban;
 mod capabilities;
+mod create_room;
 mod devices;
+mod directory_list;
+mod directory_room;
 mod filter;
+mod forget;
+mod invite;
+mod join;
+mod joined_members;
+mod joined_rooms;
+mod kick;
+mod knock;
+mod leave;
 mod login;
 mod logout;
+mod members;
 mod profile;
+mod public_rooms;
+mod read_markers;
+mod receipt;
+mod redact;
 mod refresh;
 mod register;
+mod report;
+mod room_aliases;
+mod room_event;
+mod room_state;
+mod send;
+mod typing;
+mod unban;
+mod upgrade;
 mod versions;
 mod well_known;
 
@@ -28,6 +53,11 @@ use ruma::api::{
         device::{delete_device, delete_devices, get_device, get_devices, update_device},
         discovery::{discover_homeserver, get_capabilities, get_supported_versions},
         filter::{create_filter, get_filter},
+        knock::knock_room,
+        membership::{
+            ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
+            joined_members as joined_members_api, joined_rooms as joined_rooms_api, kick_user, leave_room, unban_user,
+        },
         profile::{delete_profile_field, get_profile, get_profile_field, set_profile_field},
         session::{
             get_login_token, get_login_types, login as login_api, logout as logout_api, logout_all, refresh_token,
@@ -78,5 +108,48 @@ pub fn router(app: Arc<App>) -> Router {
         // Filters
         .ruma_guest::<create_filter::v3::Request, _, _>(filter::create_filter)
         .ruma_guest::<get_filter::v3::Request, _, _>(filter::get_filter)
+        // Membership
+        .ruma_guest::<join_room_by_id::v3::Request, _, _>(join::join_room_by_id)
+        .ruma_guest::<join_room_by_id_or_alias::v3::Request, _, _>(join::join_room_by_id_or_alias)
+        .ruma_guest::<leave_room::v3::Request, _, _>(leave::leave_room)
+        .ruma::<forget_room::v3::Request, _, _>(forget::forget_room)
+        .ruma::<invite_user::v3::Request, _, _>(invite::invite_user)
+        .ruma::<kick_user::v3::Request, _, _>(kick::kick_user)
+        .ruma::<ban_user::v3::Request, _, _>(ban::ban_user)
+        .ruma::<unban_user::v3::Request, _, _>(unban::unban_user)
+        .ruma::<knock_room::v3::Request, _, _>(knock::knock_room)
+        .ruma::<joined_rooms_api::v3::Request, _, _>(joined_rooms::joined_rooms)
+        .ruma_guest::<get_member_events::v3::Request, _, _>(members::get_member_events)
+        .ruma_guest::<joined_members_api::v3::Request, _, _>(joined_members::joined_members)
+        // Room directory, aliases, typing, receipts and reports
+        .ruma::<ruma::api::client::alias::create_alias::v3::Request, _, _>(directory_room::create_alias)
+        .ruma::<ruma::api::client::alias::get_alias::v3::Request, _, _>(directory_room::get_alias)
+        .ruma::<ruma::api::client::alias::delete_alias::v3::Request, _, _>(directory_room::delete_alias)
+        .ruma::<ruma::api::client::room::aliases::v3::Request, _, _>(room_aliases::get_room_aliases)
+        .ruma::<ruma::api::client::directory::get_room_visibility::v3::Request, _, _>(
+            directory_list::get_room_visibility,
+        )
+        .ruma::<ruma::api::client::directory::set_room_visibility::v3::Request, _, _>(
+            directory_list::set_room_visibility,
+        )
+        .ruma::<ruma::api::client::directory::get_public_rooms::v3::Request, _, _>(public_rooms::get_public_rooms)
+        .ruma::<ruma::api::client::directory::get_public_rooms_filtered::v3::Request, _, _>(
+            public_rooms::get_public_rooms_filtered,
+        )
+        .ruma_guest::<ruma::api::client::typing::create_typing_event::v3::Request, _, _>(typing::create_typing_event)
+        .ruma_guest::<ruma::api::client::receipt::create_receipt::v3::Request, _, _>(receipt::create_receipt)
+        .ruma_guest::<ruma::api::client::read_marker::set_read_marker::v3::Request, _, _>(read_markers::set_read_marker)
+        .ruma::<ruma::api::client::room::report_content::v3::Request, _, _>(report::report_event)
+        .ruma::<ruma::api::client::room::report_room::v3::Request, _, _>(report::report_room)
+        // Creating rooms and sending events
+        .ruma::<ruma::api::client::room::create_room::v3::Request, _, _>(create_room::create_room)
+        .ruma_guest::<ruma::api::client::message::send_message_event::v3::Request, _, _>(send::send_message)
+        .ruma::<ruma::api::client::state::send_state_event::v3::Request, _, _>(room_state::send_state)
+        .ruma_guest::<ruma::api::client::state::get_state_event_for_key::v3::Request, _, _>(room_state::get_state)
+        .ruma_guest::<ruma::api::client::state::get_state_events::v3::Request, _, _>(room_state::get_all_state)
+        .merge(room_state::empty_state_key_routes())
+        .ruma_guest::<ruma::api::client::room::get_room_event::v3::Request, _, _>(room_event::get_event)
+        .ruma::<ruma::api::client::redact::redact_event::v3::Request, _, _>(redact::redact)
+        .ruma::<ruma::api::client::room::upgrade_room::v3::Request, _, _>(upgrade::upgrade)
         .with_state(app)
 }

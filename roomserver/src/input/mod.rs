@@ -221,7 +221,7 @@ impl Processor {
                     for id in many {
                         states.push(self.store.snapshots.load(*id).await?);
                     }
-                    let resolved = resolve::resolve(events, version, rules, &states).await?;
+                    let resolved = resolve::resolve(events, version, rules, &states, None).await?;
                     (None, Arc::new(resolved))
                 }
             }
@@ -364,7 +364,7 @@ impl Processor {
         if states.len() == 1 {
             return Ok((after_id, after));
         }
-        let resolved = resolve::resolve(&self.store.events, version, rules, &states).await?;
+        let resolved = resolve::resolve(&self.store.events, version, rules, &states, Some(pdu)).await?;
         let id = self.store.snapshots.write(tx, room_id.as_str(), Some((after_id, &after)), &resolved).await?;
         Ok((id, Arc::new(resolved)))
     }

@@ -16,13 +16,19 @@ use ruma::{
 use crate::storage::{EventStatus, Events, StateMap};
 
 /// Every event in the auth chains of `roots` (the roots included), read in
-/// breadth-first batches.
+/// breadth-first batches. `fresh` is an event the caller's open transaction
+/// wrote, which the database does not show yet.
 pub async fn auth_closure(
     events: &Events,
     roots: impl IntoIterator<Item = OwnedEventId>,
+    fresh: Option<&Pdu>,
 ) -> anyhow::Result<HashMap<OwnedEventId, Pdu>> {
     let mut seen: HashMap<OwnedEventId, Pdu> = HashMap::new();
     let mut frontier: Vec<OwnedEventId> = roots.into_iter().collect();
+    if let Some(fresh) = fresh {
+        seen.insert(fresh.owned_id(), fresh.clone());
+        frontier.extend(fresh.auth_ids().iter().cloned());
+    }
     while !frontier.is_empty() {
         frontier.retain(|id| !seen.contains_key(id));
         frontier.sort();
@@ -53,12 +59,14 @@ fn auth_chain_of(id: &EventId, closure: &HashMap<OwnedEventId, Pdu>) -> HashSet<
     chain
 }
 
-/// Resolves the states at the tips of several branches into one.
+/// Resolves the states at the tips of several branches into one. `fresh`:
+/// as for [`auth_closure`].
 pub async fn resolve(
     events: &Events,
     version: &RoomVersionId,
     rules: &RoomVersionRules,
     states: &[Arc<StateMap>],
+    fresh: Option<&Pdu>,
 ) -> anyhow::Result<StateMap> {
     if let [only] = states {
         return Ok((**only).clone());
@@ -70,7 +78,7 @@ pub async fn resolve(
         }
         return Ok(union);
     }
-    let closure = auth_closure(events, states.iter().flat_map(|s| s.values().cloned())).await?;
+    let closure = auth_closure(events, states.iter().flat_map(|s| s.values().cloned()), fresh).await?;
     let auth_chains: Vec<EventIdSet<OwnedEventId>> = states
         .iter()
         .map(|state| {

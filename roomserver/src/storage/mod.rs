@@ -1,10 +1,92 @@
 //! The roomserver's tables.
 
 mod events;
+mod memberships;
+mod rooms;
+mod state;
 
-pub use events::Events;
+pub use events::{EventRow, EventStatus, Events, NewEvent};
+pub use memberships::Memberships;
+pub use rooms::{Room, Rooms};
+pub use state::{Snapshots, StateMap};
 
 use common::storage::Migration;
 
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "events", sql: include_str!("migrations/0001_events.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "events", sql: include_str!("migrations/0001_events.sql") },
+    Migration { version: 2, name: "rooms and state", sql: include_str!("migrations/0002_rooms_and_state.sql") },
+    Migration { version: 3, name: "directory", sql: include_str!("migrations/0003_directory.sql") },
+];
+
+/// `$first, $first+1, …` for `count` bound values.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Every table of the roomserver, shared by the input pipeline and the queries.
+#[derive(Clone)]
+pub struct Store {
+    pub db: common::storage::Db,
+    pub events: Events,
+    pub rooms: Rooms,
+    pub snapshots: Snapshots,
+    pub memberships: Memberships,
+}
+
+impl Store {
+    pub fn new(db: common::storage::Db) -> Self {
+        let pool = db.pool().clone();
+        Self {
+            events: Events::new(pool.clone()),
+            rooms: Rooms::new(pool.clone()),
+            snapshots: Snapshots::new(pool.clone()),
+            memberships: Memberships::new(pool),
+            db,
+        }
+    }
+
+    /// The events among `ids`: `fresh` (written in the caller's open
+    /// transaction) from memory, the rest from the database.
+    pub async fn pdus(
+        &self,
+        ids: &[ruma::OwnedEventId],
+        fresh: &common::pdu::Pdu,
+    ) -> anyhow::Result<std::collections::HashMap<ruma::OwnedEventId, common::pdu::Pdu>> {
+        let others: Vec<_> = ids.iter().filter(|id| **id != *fresh.id()).cloned().collect();
+        let mut found: std::collections::HashMap<_, _> =
+            self.events.get_many(&others).await?.into_iter().map(|(id, row)| (id, row.pdu)).collect();
+        if ids.iter().any(|id| **id == *fresh.id()) {
+            found.insert(fresh.owned_id(), fresh.clone());
+        }
+        Ok(found)
+    }
+
+    /// Keeps `roomserver_memberships` in step with a change of current state.
+    pub async fn update_memberships(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        room_id: &ruma::RoomId,
+        fresh: &common::pdu::Pdu,
+        server_name: &ruma::ServerName,
+        adds: &[ruma::OwnedEventId],
+        removes: &[ruma::OwnedEventId],
+    ) -> anyhow::Result<()> {
+        let all: Vec<_> = adds.iter().chain(removes).cloned().collect();
+        let pdus = self.pdus(&all, fresh).await?;
+        let is_member = |pdu: &&common::pdu::Pdu| *pdu.kind() == ruma::events::TimelineEventType::RoomMember;
+        let added_keys: std::collections::HashSet<&str> =
+            adds.iter().filter_map(|id| pdus.get(id)).filter(is_member).filter_map(|p| p.key()).collect();
+        for pdu in removes.iter().filter_map(|id| pdus.get(id)).filter(is_member) {
+            if let Some(user) = pdu.key().filter(|user| !added_keys.contains(user)) {
+                self.memberships.remove(tx, room_id, user).await?;
+            }
+        }
+        for pdu in adds.iter().filter_map(|id| pdus.get(id)).filter(is_member) {
+            let (Some(user), Some(membership)) = (pdu.key(), pdu.content_str("membership")) else { continue };
+            let Ok(user_id) = <&ruma::UserId>::try_from(user) else { continue };
+            let is_local = user_id.server_name() == server_name;
+            self.memberships.set(tx, room_id, user_id, &membership, pdu.id().as_str(), is_local).await?;
+        }
+        Ok(())
+    }
+}
