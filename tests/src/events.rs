@@ -161,6 +161,17 @@ impl Dag {
         kind: InputKind,
         state_before: Option<Vec<OwnedEventId>>,
     ) -> InputVerdict {
+        self.input_from(&self.server_name, built, kind, state_before).await
+    }
+
+    /// As [`Dag::input`], as if `origin` had sent the event over federation.
+    pub async fn input_from(
+        &self,
+        origin: &str,
+        built: &common::pdu::BuiltEvent,
+        kind: InputKind,
+        state_before: Option<Vec<OwnedEventId>>,
+    ) -> InputVerdict {
         use futures::StreamExt;
         let inbox = self.bus.client().new_inbox();
         let mut replies = self.bus.client().subscribe(inbox.clone()).await.expect("an inbox");
@@ -170,7 +181,7 @@ impl Dag {
             room_version: self.version.clone(),
             event_id: built.event_id.clone(),
             event: built.to_raw(),
-            origin: self.server_name.as_str().try_into().expect("a server name"),
+            origin: origin.try_into().expect("a server name"),
             state_before,
             transaction: None,
             reply_to: Some(inbox),

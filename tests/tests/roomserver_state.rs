@@ -422,3 +422,55 @@ async fn redactions_prune_their_targets_even_out_of_order() {
         bus.call::<QueryEvents>(&QueryEventsRequest { event_ids: vec![target.event_id.clone()] }).await.unwrap();
     assert!(stored.events[0].redacted, "the late target is redacted on arrival");
 }
+
+/// An event that came from elsewhere has its signatures and hashes checked:
+/// a forged signature is rejected, and content that does not match its hash
+/// is stored pruned to what the signatures cover.
+#[tokio::test]
+async fn events_from_elsewhere_have_their_signatures_and_hashes_checked() {
+    let deployment = Deployment::start(Mode::Polylith).await;
+    let mut room = room(&deployment, RoomVersionId::V10).await;
+    let bob = room.bob.clone();
+    let bus = deployment.bus().await;
+    let auth = room.auth(&[&room.create, &room.bob_join, &room.power]).into_iter().cloned().collect::<Vec<_>>();
+    let auth: Vec<&OwnedEventId> = auth.iter().collect();
+    let remote = "relay.example";
+
+    // Signed as it should be: accepted from any origin.
+    let fine = room.dag.build(&bob, "m.room.message", None, json!({"body": "fine"}), &[&room.topic], &auth);
+    assert_eq!(
+        room.dag.input_from(remote, &fine, InputKind::New, None).await,
+        InputVerdict::Accepted { event_id: fine.event_id.clone() }
+    );
+
+    // A signature that does not verify.
+    let mut forged = room.dag.build(&bob, "m.room.message", None, json!({"body": "forged"}), &[&fine.event_id], &auth);
+    let server = deployment.server_name.clone();
+    let signatures = forged.object.get_mut("signatures").unwrap();
+    let ruma::CanonicalJsonValue::Object(signatures) = signatures else { panic!("signatures") };
+    let ruma::CanonicalJsonValue::Object(ours) = signatures.get_mut(&server).unwrap() else { panic!("ours") };
+    for value in ours.values_mut() {
+        *value = ruma::CanonicalJsonValue::String("AAAA".repeat(22));
+    }
+    let verdict = room.dag.input_from(remote, &forged, InputKind::New, None).await;
+    assert!(matches!(verdict, InputVerdict::Rejected { .. }), "{verdict:?}");
+
+    // Content changed after hashing: the signatures (over the redacted form)
+    // still hold, the hash does not, so the event is kept pruned.
+    let mut tampered =
+        room.dag.build(&bob, "m.room.message", None, json!({"body": "honest"}), &[&fine.event_id], &auth);
+    tampered.object.insert(
+        "content".into(),
+        ruma::CanonicalJsonValue::Object(
+            [("body".to_owned(), ruma::CanonicalJsonValue::String("tampered".into()))].into_iter().collect(),
+        ),
+    );
+    assert_eq!(
+        room.dag.input_from(remote, &tampered, InputKind::New, None).await,
+        InputVerdict::Accepted { event_id: tampered.event_id.clone() }
+    );
+    let stored =
+        bus.call::<QueryEvents>(&QueryEventsRequest { event_ids: vec![tampered.event_id.clone()] }).await.unwrap();
+    let event: Value = serde_json::from_str(stored.events[0].event.get()).unwrap();
+    assert_eq!(event["content"], json!({}), "{event}");
+}

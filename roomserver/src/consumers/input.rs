@@ -21,7 +21,8 @@ use crate::{
 };
 
 pub fn start(rt: &Runtime, store: Store, outbox: Outbox) {
-    let processor = Arc::new(Processor::new(store, outbox, rt.config.global.server_name.clone(), &rt.key));
+    let processor =
+        Arc::new(Processor::new(store, outbox, rt.bus.clone(), rt.config.global.server_name.clone(), &rt.key));
     for partition in 0..rt.bus.partitions() {
         let spec = ConsumerSpec {
             filter_subject: Some(rt.bus.partition_subject(Stream::InputRoomEvent, partition)),

@@ -2,6 +2,7 @@
 //! the room's new current state, and what is emitted. The caller (the input
 //! consumer) guarantees one event per room at a time.
 
+mod keys;
 mod outputs;
 pub mod resolve;
 
@@ -9,7 +10,8 @@ use std::{collections::HashMap, sync::Arc};
 
 use common::{
     api::roomserver::{InputKind, InputRoomEvent, OutputRoomEvent},
-    bus::HandlerError,
+    bus::{Bus, HandlerError},
+    keys::SigningKey,
     pdu::{self, Pdu},
     storage::{Db, Outbox},
 };
@@ -17,7 +19,7 @@ use ruma::{
     CanonicalJsonObject, OwnedEventId, OwnedServerName, RoomId,
     events::{StateEventType, TimelineEventType},
     room_version_rules::RoomVersionRules,
-    signatures::{PublicKeyMap, Verified},
+    signatures::{PublicKeySet, Verified},
     state_res::{self, Event},
 };
 
@@ -34,10 +36,9 @@ pub enum Verdict {
 pub struct Processor {
     store: Store,
     outbox: Outbox,
+    bus: Bus,
     server_name: OwnedServerName,
-    /// Keys that verify events from elsewhere. Only this server's own until
-    /// federation can fetch others'.
-    keys: PublicKeyMap,
+    own_keys: PublicKeySet,
 }
 
 fn reject(e: impl std::fmt::Display) -> HandlerError {
@@ -45,12 +46,9 @@ fn reject(e: impl std::fmt::Display) -> HandlerError {
 }
 
 impl Processor {
-    pub fn new(store: Store, outbox: Outbox, server_name: OwnedServerName, own_key: &common::keys::SigningKey) -> Self {
-        let mut own = std::collections::BTreeMap::new();
-        own.insert(own_key.key_id(), own_key.public_key());
-        let mut keys = PublicKeyMap::new();
-        keys.insert(server_name.to_string(), own);
-        Self { store, outbox, server_name, keys }
+    pub fn new(store: Store, outbox: Outbox, bus: Bus, server_name: OwnedServerName, key: &SigningKey) -> Self {
+        let own_keys = PublicKeySet::from([(key.key_id(), key.public_key())]);
+        Self { store, outbox, bus, server_name, own_keys }
     }
 
     fn db(&self) -> &Db {
@@ -82,7 +80,8 @@ impl Processor {
             return Ok(Verdict::Rejected(format!("malformed event: {e}")));
         }
         if msg.origin != self.server_name {
-            match ruma::signatures::verify_event(&self.keys, &object, &rules) {
+            let keys = keys::for_event(&self.bus, &self.server_name, &self.own_keys, &object, &rules).await?;
+            match ruma::signatures::verify_event(&keys, &object, &rules) {
                 Ok(Verified::All) => {}
                 // A wrong content hash: keep only what the signatures cover.
                 Ok(Verified::Signatures) => {
