@@ -474,3 +474,66 @@ async fn events_from_elsewhere_have_their_signatures_and_hashes_checked() {
     let event: Value = serde_json::from_str(stored.events[0].event.get()).unwrap();
     assert_eq!(event["content"], json!({}), "{event}");
 }
+
+/// Inviting a local user is announced with the room's stripped state, and
+/// the invite is retired when the invitee joins.
+#[tokio::test]
+async fn invites_are_announced_and_retired() {
+    let deployment = Deployment::start(Mode::Polylith).await;
+    let mut room = room(&deployment, RoomVersionId::V10).await;
+    let alice = room.alice.clone();
+    let charlie = format!("@charlie:{}", deployment.server_name);
+    let a = room
+        .auth(&[&room.create, &room.alice_join, &room.power, &room.join_rules])
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    let invite = room
+        .dag
+        .accepted(
+            &alice,
+            "m.room.member",
+            Some(&charlie),
+            json!({"membership": "invite"}),
+            &[&room.topic],
+            &a.iter().collect::<Vec<_>>(),
+        )
+        .await;
+    let stream = output_stream(&deployment);
+    let seen =
+        read_until(&deployment, &stream, "for the invite", |m| m["new_invite_event"]["event_id"] == invite.as_str())
+            .await;
+    let announced = &seen.last().unwrap()["new_invite_event"];
+    assert_eq!(announced["target_user_id"], charlie);
+    let stripped: Vec<(&str, &str)> = announced["invite_room_state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["type"].as_str().unwrap(), e["state_key"].as_str().unwrap()))
+        .collect();
+    assert!(stripped.contains(&("m.room.create", "")), "{stripped:?}");
+    assert!(stripped.contains(&("m.room.join_rules", "")), "{stripped:?}");
+    assert!(stripped.contains(&("m.room.topic", "")), "{stripped:?}");
+    assert!(stripped.contains(&("m.room.member", alice.as_str())), "the inviter: {stripped:?}");
+    assert!(announced["invite_room_state"][0].get("event_id").is_none(), "stripped events carry no ids");
+
+    let a = room.auth(&[&room.create, &room.power, &room.join_rules, &invite]).into_iter().cloned().collect::<Vec<_>>();
+    let join = room
+        .dag
+        .accepted(
+            &charlie,
+            "m.room.member",
+            Some(&charlie),
+            json!({"membership": "join"}),
+            &[&invite],
+            &a.iter().collect::<Vec<_>>(),
+        )
+        .await;
+    let seen = read_until(&deployment, &stream, "for the retired invite", |m| {
+        m["retire_invite_event"]["invite_event_id"] == invite.as_str()
+    })
+    .await;
+    let retired = &seen.last().unwrap()["retire_invite_event"];
+    assert_eq!(retired["retired_by_event_id"], join.as_str());
+    assert_eq!(retired["membership"], "join");
+}
