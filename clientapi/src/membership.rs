@@ -278,13 +278,13 @@ pub async fn invite(
         return Err(MatrixError::forbidden("Inviting users of other servers is not supported yet"));
     }
     let current = membership_in_known_room(app, room_id, invitee).await?;
-    let profile = profile_of(app, invitee).await?;
     if current.is("join") {
         return Err(MatrixError::forbidden(format!("{invitee} is already in the room")));
     }
     if current.is("ban") {
         return Err(MatrixError::forbidden(format!("{invitee} is banned from the room")));
     }
+    let profile = profile_of(app, invitee).await?;
     send_member(app, room_id, inviter, invitee, &current, new_content("invite", profile.as_ref(), reason)).await
 }
 

@@ -4,7 +4,6 @@
 use common::{
     api::roomserver::{QueryEvents, QueryEventsRequest},
     http::MatrixError,
-    pdu::Pdu,
 };
 use ruma::{EventId, RoomId, UserId, events::StateEventType};
 
@@ -34,12 +33,9 @@ pub async fn can_edit_directory_entry(app: &App, room_id: &RoomId, user_id: &Use
     Ok(levels.user_can_send_state(user_id, StateEventType::RoomCanonicalAlias))
 }
 
-/// The event, when the roomserver has it in this room.
-pub async fn event_in_room(app: &App, room_id: &RoomId, event_id: &EventId) -> Result<Option<Pdu>, MatrixError> {
+/// Whether the roomserver has the event, in this room.
+pub async fn has_event(app: &App, room_id: &RoomId, event_id: &EventId) -> Result<bool, MatrixError> {
     let request = QueryEventsRequest { event_ids: vec![event_id.to_owned()] };
     let found = app.rt.bus.call::<QueryEvents>(&request).await?;
-    match found.events.into_iter().find(|stored| stored.room_id == room_id) {
-        Some(stored) => Ok(Some(Pdu::parse(stored.event_id, stored.event)?)),
-        None => Ok(None),
-    }
+    Ok(found.events.iter().any(|stored| stored.room_id == room_id))
 }

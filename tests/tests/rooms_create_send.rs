@@ -35,9 +35,8 @@ fn text(body: &str) -> Value {
     json!({"msgtype": "m.text", "body": body})
 }
 
-#[tokio::test]
-async fn create_room_presets_and_options() {
-    let deployment = Deployment::start(Mode::Polylith).await; let _inspect = Inspect;
+async fn create_room_presets_and_options(mode: Mode) {
+    let deployment = Deployment::start(mode).await;
     let alice = deployment.new_user().await;
     let bob = deployment.new_user().await;
     let server = &deployment.server_name;
@@ -86,6 +85,9 @@ async fn create_room_presets_and_options() {
         assert!(event["event_id"].as_str().is_some_and(|id| id.starts_with('$')), "{event}");
         assert!(event.get("auth_events").is_none() && event.get("hashes").is_none(), "client format: {event}");
     }
+    // Published in the directory, as asked.
+    let listed = alice.get(&format!("/directory/list/room/{}", enc(&room))).await.expect(200);
+    assert_eq!(listed["visibility"], "public");
     // The alias is taken now.
     alice.post("/createRoom", json!({"room_alias_name": "pub"})).await.expect_error(400, "M_ROOM_IN_USE");
     alice.post("/createRoom", json!({"room_alias_name": "bad:alias"})).await.expect_error(400, "M_INVALID_PARAM");
@@ -111,8 +113,10 @@ async fn create_room_presets_and_options() {
     let levels = state(&alice, &trusted, "m.room.power_levels", "").await;
     assert_eq!(levels["users"][&bob.user_id], 100, "{levels}");
 
-    // Without a preset, visibility decides: private → private_chat.
+    // Without a preset, visibility decides: private → private_chat, and not published.
     let default = create_room(&alice, json!({})).await;
+    let listed = alice.get(&format!("/directory/list/room/{}", enc(&default))).await.expect(200);
+    assert_eq!(listed["visibility"], "private");
     assert_eq!(state(&alice, &default, "m.room.join_rules", "").await["join_rule"], "invite");
     assert_eq!(state(&alice, &default, "m.room.create", "").await["room_version"], "10");
 
@@ -170,9 +174,8 @@ async fn create_room_presets_and_options() {
     deployment.client().post("/createRoom", json!({})).await.expect_error(401, "M_MISSING_TOKEN");
 }
 
-#[tokio::test]
-async fn room_version_12_rooms() {
-    let deployment = Deployment::start(Mode::Polylith).await; let _inspect = Inspect;
+async fn room_version_12_rooms(mode: Mode) {
+    let deployment = Deployment::start(mode).await;
     let alice = deployment.new_user().await;
     let bob = deployment.new_user().await;
 
@@ -190,6 +193,10 @@ async fn room_version_12_rooms() {
     assert!(levels["users"].get(&alice.user_id).is_none(), "creators are not listed: {levels}");
     assert!(levels["users"].get(&bob.user_id).is_none(), "creators are not listed: {levels}");
     assert_eq!(levels["events"]["m.room.tombstone"], 150);
+
+    let all = alice.get(&format!("/rooms/{}/state", enc(&room))).await.expect(200);
+    let create = all.as_array().unwrap().iter().find(|e| e["type"] == "m.room.create").expect("a create event").clone();
+    assert_eq!(create["room_id"], room.as_str(), "{create}");
 
     let event_id = send(&alice, &room, "v12", text("hello")).await;
     let event = alice.get(&format!("/rooms/{}/event/{}", enc(&room), enc(&event_id))).await.expect(200);
@@ -210,9 +217,8 @@ async fn room_version_12_rooms() {
         .expect_error(403, "M_FORBIDDEN");
 }
 
-#[tokio::test]
-async fn send_and_transaction_ids() {
-    let deployment = Deployment::start(Mode::Polylith).await; let _inspect = Inspect;
+async fn send_and_transaction_ids(mode: Mode) {
+    let deployment = Deployment::start(mode).await;
     let alice = deployment.new_user().await;
     let bob = deployment.new_user().await;
     let room = create_room(&alice, json!({"preset": "public_chat"})).await;
@@ -230,8 +236,12 @@ async fn send_and_transaction_ids() {
     assert_ne!(send(&other_device, &room, "txn1", text("one")).await, first);
 
     // The same transaction on both clientapi instances, one after the other and at once.
-    let one = alice.at(&deployment.instance_url("clientapi-1"));
-    let two = alice.at(&deployment.instance_url("clientapi-2"));
+    let (one, two) = match mode {
+        Mode::Polylith => {
+            (alice.at(&deployment.instance_url("clientapi-1")), alice.at(&deployment.instance_url("clientapi-2")))
+        }
+        Mode::Monolith => (alice.clone(), alice.clone()),
+    };
     let id = send(&one, &room, "across", text("across")).await;
     assert_eq!(send(&two, &room, "across", text("across")).await, id);
     for n in 0..3 {
@@ -300,9 +310,8 @@ async fn send_and_transaction_ids() {
     send(&alice, &quiet, "q", text("I may")).await;
 }
 
-#[tokio::test]
-async fn room_state_in_and_out() {
-    let deployment = Deployment::start(Mode::Polylith).await; let _inspect = Inspect;
+async fn room_state_in_and_out(mode: Mode) {
+    let deployment = Deployment::start(mode).await;
     let alice = deployment.new_user().await;
     let bob = deployment.new_user().await;
     let carol = deployment.new_user().await;
@@ -377,11 +386,14 @@ async fn room_state_in_and_out() {
         .clone();
     assert_eq!(member["content"]["membership"], "leave");
     assert_eq!(state(&alice, &room, "m.room.name", "").await["name"], "After");
+    // Once forgotten, not even that.
+    bob.post(&format!("/rooms/{}/forget", enc(&room)), json!({})).await.expect(200);
+    bob.get(&format!("/rooms/{}/state", enc(&room))).await.expect_error(403, "M_FORBIDDEN");
+    bob.get(&state_path(&room, "m.room.name", "")).await.expect_error(403, "M_FORBIDDEN");
 }
 
-#[tokio::test]
-async fn single_events_and_redactions() {
-    let deployment = Deployment::start(Mode::Polylith).await; let _inspect = Inspect;
+async fn single_events_and_redactions(mode: Mode) {
+    let deployment = Deployment::start(mode).await;
     let alice = deployment.new_user().await;
     let bob = deployment.new_user().await;
     let carol = deployment.new_user().await;
@@ -422,14 +434,32 @@ async fn single_events_and_redactions() {
     alice.put(&redact_path("$nosuchevent", "r4"), json!({})).await.expect_error(404, "M_NOT_FOUND");
     alice.put(&redact_path(&later, "r5"), json!({"reason": 5})).await.expect_error(400, "M_BAD_JSON");
     carol.put(&redact_path(&later, "r6"), json!({})).await.expect_error(403, "M_FORBIDDEN");
+    // Redacted events are served pruned.
+    let pruned = alice.get(&event_path(&room, &bobs)).await.expect(200);
+    assert_eq!(pruned["content"], json!({}), "{pruned}");
+
+    // History visibility "shared": who joined after an event sees it, also
+    // once they left, but nothing sent after they left.
+    let shared = create_room(&alice, json!({"preset": "public_chat"})).await;
+    let before = send(&alice, &shared, "s1", text("before carol")).await;
+    join(&carol, &shared).await;
+    assert_eq!(carol.get(&event_path(&shared, &before)).await.expect(200)["content"]["body"], "before carol");
+    carol.post(&format!("/rooms/{}/leave", enc(&shared)), json!({})).await.expect(200);
+    let after = send(&alice, &shared, "s2", text("after carol")).await;
+    assert_eq!(carol.get(&event_path(&shared, &before)).await.expect(200)["content"]["body"], "before carol");
+    carol.get(&event_path(&shared, &after)).await.expect_error(404, "M_NOT_FOUND");
+    // Her own leave event she sees.
+    let leave = alice.get(&format!("{}?format=event", state_path(&shared, "m.room.member", &carol.user_id))).await;
+    let leave = leave.expect(200)["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(carol.get(&event_path(&shared, &leave)).await.expect(200)["content"]["membership"], "leave");
+
     // An event of another room is not this room's to redact.
     let elsewhere = send(&alice, &other, "e", text("elsewhere")).await;
     alice.put(&redact_path(&elsewhere, "r7"), json!({})).await.expect_error(404, "M_NOT_FOUND");
 }
 
-#[tokio::test]
-async fn room_upgrades() {
-    let deployment = Deployment::start(Mode::Polylith).await; let _inspect = Inspect;
+async fn room_upgrades(mode: Mode) {
+    let deployment = Deployment::start(mode).await;
     let alice = deployment.new_user().await;
     let bob = deployment.new_user().await;
     let server = &deployment.server_name;
@@ -504,7 +534,72 @@ async fn room_upgrades() {
     let levels = state(&alice, &v12, "m.room.power_levels", "").await;
     assert!(levels["users"].get(&alice.user_id).is_none() && levels["users"].get(&bob.user_id).is_none(), "{levels}");
     assert_eq!(state(&alice, &v12, "m.room.name", "").await["name"], "Old name");
+
+    // Back to a version without privileged creators: the creators are listed.
+    let answer = alice.post(&format!("/rooms/{}/upgrade", enc(&v12)), json!({"new_version": "11"})).await.expect(200);
+    let v11 = answer["replacement_room"].as_str().unwrap().to_owned();
+    let levels = state(&alice, &v11, "m.room.power_levels", "").await;
+    assert!(levels["users"][&alice.user_id].as_i64().unwrap() >= 100, "{levels}");
+    assert!(levels["users"][&bob.user_id].as_i64().unwrap() >= 100, "{levels}");
+    assert_eq!(state(&alice, &v11, "m.room.create", "").await["predecessor"]["room_id"], v12.as_str());
 }
 
-struct Inspect;
-impl Drop for Inspect { fn drop(&mut self) { if !std::thread::panicking() { panic!("inspect"); } } }
+#[tokio::test]
+async fn create_room_presets_and_options_polylith() {
+    create_room_presets_and_options(Mode::Polylith).await;
+}
+
+#[tokio::test]
+async fn create_room_presets_and_options_monolith() {
+    create_room_presets_and_options(Mode::Monolith).await;
+}
+
+#[tokio::test]
+async fn room_version_12_rooms_polylith() {
+    room_version_12_rooms(Mode::Polylith).await;
+}
+
+#[tokio::test]
+async fn room_version_12_rooms_monolith() {
+    room_version_12_rooms(Mode::Monolith).await;
+}
+
+#[tokio::test]
+async fn send_and_transaction_ids_polylith() {
+    send_and_transaction_ids(Mode::Polylith).await;
+}
+
+#[tokio::test]
+async fn send_and_transaction_ids_monolith() {
+    send_and_transaction_ids(Mode::Monolith).await;
+}
+
+#[tokio::test]
+async fn room_state_in_and_out_polylith() {
+    room_state_in_and_out(Mode::Polylith).await;
+}
+
+#[tokio::test]
+async fn room_state_in_and_out_monolith() {
+    room_state_in_and_out(Mode::Monolith).await;
+}
+
+#[tokio::test]
+async fn single_events_and_redactions_polylith() {
+    single_events_and_redactions(Mode::Polylith).await;
+}
+
+#[tokio::test]
+async fn single_events_and_redactions_monolith() {
+    single_events_and_redactions(Mode::Monolith).await;
+}
+
+#[tokio::test]
+async fn room_upgrades_polylith() {
+    room_upgrades(Mode::Polylith).await;
+}
+
+#[tokio::test]
+async fn room_upgrades_monolith() {
+    room_upgrades(Mode::Monolith).await;
+}

@@ -48,14 +48,6 @@ fn localpart(user_id: &str) -> &str {
     user_id.trim_start_matches('@').split(':').next().unwrap()
 }
 
-/// The same session, talking to a clientapi instance rather than through nginx.
-fn at_clientapi(deployment: &Deployment, client: &Client) -> Client {
-    match deployment.mode {
-        Mode::Polylith => client.at(&deployment.instance_url("clientapi-1")),
-        Mode::Monolith => client.clone(),
-    }
-}
-
 async fn create_room(client: &Client, body: Value) -> String {
     let answer = client.post("/createRoom", body).await.expect(200);
     answer["room_id"].as_str().expect("a room id").to_owned()
@@ -70,8 +62,8 @@ async fn member_content(client: &Client, room_id: &str, user_id: &str) -> Value 
 }
 
 /// The user's current member event, whole, as `/members` shows it to `viewer`.
-async fn member_event(deployment: &Deployment, viewer: &Client, room_id: &str, user_id: &str) -> Value {
-    let members = at_clientapi(deployment, viewer).get(&format!("/rooms/{}/members", enc(room_id))).await.expect(200);
+async fn member_event(viewer: &Client, room_id: &str, user_id: &str) -> Value {
+    let members = viewer.get(&format!("/rooms/{}/members", enc(room_id))).await.expect(200);
     members["chunk"]
         .as_array()
         .expect("a chunk")
@@ -122,15 +114,15 @@ async fn joining_leaving_and_forgetting(mode: Mode) {
     assert_eq!(content["displayname"], localpart(&bob.user_id), "the joiner's profile: {content}");
 
     // Joining again changes nothing, so it makes no event.
-    let first = member_event(&deployment, &alice, &room, &bob.user_id).await;
+    let first = member_event(&alice, &room, &bob.user_id).await;
     assert_eq!(first["sender"], bob.user_id.as_str());
     bob.post(&format!("/join/{}", enc(&room)), json!({})).await.expect(200);
-    let again = member_event(&deployment, &alice, &room, &bob.user_id).await;
+    let again = member_event(&alice, &room, &bob.user_id).await;
     assert_eq!(again["event_id"], first["event_id"], "a repeated join is not a new event");
 
     // Leaving, with a reason; the leave is the leaver's.
     charlie.post(&path(&room, "leave"), json!({"reason": "off to bed"})).await.expect(200);
-    let left = member_event(&deployment, &alice, &room, &charlie.user_id).await;
+    let left = member_event(&alice, &room, &charlie.user_id).await;
     assert_eq!(left["content"]["membership"], "leave", "{left}");
     assert_eq!(left["content"]["reason"], "off to bed", "{left}");
     assert_eq!(left["sender"], charlie.user_id.as_str(), "{left}");
@@ -140,12 +132,11 @@ async fn joining_leaving_and_forgetting(mode: Mode) {
 
     // Forgetting: only once left (400 M_UNKNOWN per the spec otherwise).
     bob.post(&path(&room, "forget"), json!({})).await.expect_error(400, "M_UNKNOWN");
-    let charlie_direct = at_clientapi(&deployment, &charlie);
-    charlie_direct.get(&format!("/rooms/{}/members", enc(&room))).await.expect(200);
+    charlie.get(&format!("/rooms/{}/members", enc(&room))).await.expect(200);
     charlie.post(&path(&room, "forget"), json!({})).await.expect(200);
     assert!(joined_rooms(&charlie).await.is_empty());
     // What is forgotten is no longer readable.
-    charlie_direct.get(&format!("/rooms/{}/members", enc(&room))).await.expect_error(403, "M_FORBIDDEN");
+    charlie.get(&format!("/rooms/{}/members", enc(&room))).await.expect_error(403, "M_FORBIDDEN");
     // Forgetting a room one was never in.
     let stranger = deployment.new_user().await;
     stranger.post(&path(&room, "forget"), json!({})).await.expect_error(404, "M_NOT_FOUND");
@@ -204,7 +195,7 @@ async fn invites_kicks_bans_and_power_levels(mode: Mode) {
     charlie.post(&path(&room, "invite"), json!({"user_id": bob.user_id})).await.expect_error(403, "M_FORBIDDEN");
 
     alice.post(&path(&room, "invite"), json!({"user_id": bob.user_id, "reason": "join us"})).await.expect(200);
-    let invite = member_event(&deployment, &alice, &room, &bob.user_id).await;
+    let invite = member_event(&alice, &room, &bob.user_id).await;
     assert_eq!(invite["sender"], alice.user_id.as_str(), "the inviter sends the invite: {invite}");
     assert_eq!(invite["content"]["membership"], "invite", "{invite}");
     assert_eq!(invite["content"]["reason"], "join us", "{invite}");
@@ -237,7 +228,7 @@ async fn invites_kicks_bans_and_power_levels(mode: Mode) {
 
     // Alice (100) kicks: the kick is hers, about charlie.
     alice.post(&path(&room, "kick"), json!({"user_id": charlie.user_id, "reason": "too loud"})).await.expect(200);
-    let kick = member_event(&deployment, &alice, &room, &charlie.user_id).await;
+    let kick = member_event(&alice, &room, &charlie.user_id).await;
     assert_eq!(kick["sender"], alice.user_id.as_str(), "the kicker sends the kick: {kick}");
     assert_eq!(kick["state_key"], charlie.user_id.as_str());
     assert_eq!(kick["content"]["membership"], "leave");
@@ -251,14 +242,14 @@ async fn invites_kicks_bans_and_power_levels(mode: Mode) {
 
     // Bans: by alice, with a reason; a banned user can neither join nor be invited.
     alice.post(&path(&room, "ban"), json!({"user_id": charlie.user_id, "reason": "spam"})).await.expect(200);
-    let ban = member_event(&deployment, &alice, &room, &charlie.user_id).await;
+    let ban = member_event(&alice, &room, &charlie.user_id).await;
     assert_eq!(ban["sender"], alice.user_id.as_str());
     assert_eq!(ban["content"], json!({"membership": "ban", "reason": "spam"}));
     charlie.post(&path(&room, "join"), json!({})).await.expect_error(403, "M_FORBIDDEN");
     alice.post(&path(&room, "invite"), json!({"user_id": charlie.user_id})).await.expect_error(403, "M_FORBIDDEN");
     bob.post(&path(&room, "unban"), json!({"user_id": charlie.user_id})).await.expect_error(403, "M_FORBIDDEN");
     alice.post(&path(&room, "unban"), json!({"user_id": charlie.user_id, "reason": "forgiven"})).await.expect(200);
-    let unban = member_event(&deployment, &alice, &room, &charlie.user_id).await;
+    let unban = member_event(&alice, &room, &charlie.user_id).await;
     assert_eq!(unban["sender"], alice.user_id.as_str());
     assert_eq!(unban["content"], json!({"membership": "leave", "reason": "forgiven"}));
     // Unbanning someone who is not banned.
@@ -271,7 +262,7 @@ async fn invites_kicks_bans_and_power_levels(mode: Mode) {
     let dave = deployment.new_user().await;
     alice.post(&path(&room, "invite"), json!({"user_id": dave.user_id})).await.expect(200);
     dave.post(&path(&room, "leave"), json!({})).await.expect(200);
-    let rejected = member_event(&deployment, &alice, &room, &dave.user_id).await;
+    let rejected = member_event(&alice, &room, &dave.user_id).await;
     assert_eq!(
         (rejected["sender"].as_str(), rejected["content"]["membership"].as_str()),
         (Some(dave.user_id.as_str()), Some("leave"))
@@ -293,7 +284,7 @@ async fn knocking(mode: Mode) {
     bob.post(&path(&room, "join"), json!({})).await.expect_error(403, "M_FORBIDDEN");
     let knocked = bob.post(&format!("/knock/{}", enc(&room)), json!({"reason": "let me in"})).await.expect(200);
     assert_eq!(knocked, json!({"room_id": room}));
-    let knock = member_event(&deployment, &alice, &room, &bob.user_id).await;
+    let knock = member_event(&alice, &room, &bob.user_id).await;
     assert_eq!(knock["sender"], bob.user_id.as_str());
     assert_eq!(knock["content"]["membership"], "knock", "{knock}");
     assert_eq!(knock["content"]["reason"], "let me in", "{knock}");
@@ -358,7 +349,7 @@ async fn restricted_rooms_admit_members_of_the_allowed_rooms(mode: Mode) {
     bob.post(&path(&space, "join"), json!({})).await.expect(200);
     for room in [&restricted, &knock_restricted] {
         bob.post(&path(room, "join"), json!({})).await.expect(200);
-        let join = member_event(&deployment, &alice, room, &bob.user_id).await;
+        let join = member_event(&alice, room, &bob.user_id).await;
         assert_eq!(join["sender"], bob.user_id.as_str());
         assert_eq!(join["content"]["membership"], "join", "{join}");
         assert_eq!(join["content"]["join_authorised_via_users_server"], alice.user_id.as_str(), "{join}");
@@ -367,7 +358,7 @@ async fn restricted_rooms_admit_members_of_the_allowed_rooms(mode: Mode) {
     // An invited user needs no vouching.
     alice.post(&path(&restricted, "invite"), json!({"user_id": charlie.user_id})).await.expect(200);
     charlie.post(&path(&restricted, "join"), json!({})).await.expect(200);
-    let join = member_event(&deployment, &alice, &restricted, &charlie.user_id).await;
+    let join = member_event(&alice, &restricted, &charlie.user_id).await;
     assert!(join["content"].get("join_authorised_via_users_server").is_none(), "{join}");
 }
 
@@ -380,19 +371,18 @@ async fn member_lists(mode: Mode) {
     let avatar = format!("mxc://{}/bob", deployment.server_name);
     bob.put(&format!("/profile/{}/avatar_url", enc(&bob.user_id)), json!({"avatar_url": avatar})).await.expect(200);
     let room = create_room(&alice, json!({"preset": "public_chat"})).await;
-    let alice_join = member_event(&deployment, &alice, &room, &alice.user_id).await;
+    let alice_join = member_event(&alice, &room, &alice.user_id).await;
     bob.post(&path(&room, "join"), json!({})).await.expect(200);
     charlie.post(&path(&room, "join"), json!({})).await.expect(200);
     let dave = deployment.new_user().await;
     alice.post(&path(&room, "invite"), json!({"user_id": dave.user_id})).await.expect(200);
     charlie.post(&path(&room, "leave"), json!({})).await.expect(200);
 
-    let alice_direct = at_clientapi(&deployment, &alice);
     let members_of = |query: &str| {
-        let alice_direct = alice_direct.clone();
+        let alice = alice.clone();
         let url = format!("/rooms/{}/members{query}", enc(&room));
         async move {
-            let answer = alice_direct.get(&url).await.expect(200);
+            let answer = alice.get(&url).await.expect(200);
             let mut members: Vec<(String, String)> = answer["chunk"]
                 .as_array()
                 .expect("a chunk")
@@ -431,7 +421,7 @@ async fn member_lists(mode: Mode) {
     // Charlie left: he sees the members as they were then, not who came later.
     let erin = deployment.new_user().await;
     erin.post(&path(&room, "join"), json!({})).await.expect(200);
-    let seen_by_charlie = at_clientapi(&deployment, &charlie).get(&format!("/rooms/{}/members", enc(&room))).await;
+    let seen_by_charlie = charlie.get(&format!("/rooms/{}/members", enc(&room))).await;
     let seen: Vec<String> = seen_by_charlie.expect(200)["chunk"]
         .as_array()
         .unwrap()
@@ -443,18 +433,14 @@ async fn member_lists(mode: Mode) {
 
     // Who has never been in the room sees nothing; an invitee neither.
     for client in [&outsider, &dave] {
-        let direct = at_clientapi(&deployment, client);
-        direct.get(&format!("/rooms/{}/members", enc(&room))).await.expect_error(403, "M_FORBIDDEN");
-        direct.get(&format!("/rooms/{}/joined_members", enc(&room))).await.expect_error(403, "M_FORBIDDEN");
+        client.get(&format!("/rooms/{}/members", enc(&room))).await.expect_error(403, "M_FORBIDDEN");
+        client.get(&format!("/rooms/{}/joined_members", enc(&room))).await.expect_error(403, "M_FORBIDDEN");
     }
     // A past member cannot list the joined members.
-    at_clientapi(&deployment, &charlie)
-        .get(&format!("/rooms/{}/joined_members", enc(&room)))
-        .await
-        .expect_error(403, "M_FORBIDDEN");
+    charlie.get(&format!("/rooms/{}/joined_members", enc(&room))).await.expect_error(403, "M_FORBIDDEN");
 
     // joined_members: joined members only, with their profiles.
-    let answer = alice_direct.get(&format!("/rooms/{}/joined_members", enc(&room))).await.expect(200);
+    let answer = alice.get(&format!("/rooms/{}/joined_members", enc(&room))).await.expect(200);
     let joined = answer["joined"].as_object().expect("a map");
     let mut names: Vec<&String> = joined.keys().collect();
     names.sort();
@@ -486,7 +472,7 @@ async fn profile_changes_reach_every_joined_room(mode: Mode) {
         alice.post(&path(room, "join"), json!({"reason": "hello"})).await.expect(200);
     }
     alice.post(&path(&left, "leave"), json!({})).await.expect(200);
-    let left_before = member_event(&deployment, &bob, &left, &alice.user_id).await;
+    let left_before = member_event(&bob, &left, &alice.user_id).await;
 
     alice
         .put(&format!("/profile/{}/displayname", enc(&alice.user_id)), json!({"displayname": "Alice L."}))
@@ -499,11 +485,11 @@ async fn profile_changes_reach_every_joined_room(mode: Mode) {
         assert_eq!(content["displayname"], "Alice L.", "{content}");
         assert_eq!(content["membership"], "join", "{content}");
         assert_eq!(content["reason"], "hello", "the rest of the join is kept: {content}");
-        let event = member_event(&deployment, &bob, room, &alice.user_id).await;
+        let event = member_event(&bob, room, &alice.user_id).await;
         assert_eq!(event["sender"], alice.user_id.as_str());
     }
     // A room she left keeps her leave.
-    let left_after = member_event(&deployment, &bob, &left, &alice.user_id).await;
+    let left_after = member_event(&bob, &left, &alice.user_id).await;
     assert_eq!(left_after["event_id"], left_before["event_id"]);
 
     // Removing the display name removes it from the member events too.
@@ -526,11 +512,11 @@ async fn deactivation_leaves_rooms_and_rejects_invites(mode: Mode) {
     let done = bob.post("/account/deactivate", json!({"auth": bob.password_auth(PASSWORD, None)})).await.expect(200);
     assert_eq!(done, json!({"id_server_unbind_result": "no-support"}));
     for room in [&joined, &invited] {
-        let event = member_event(&deployment, &alice, room, &bob.user_id).await;
+        let event = member_event(&alice, room, &bob.user_id).await;
         assert_eq!(event["content"]["membership"], "leave", "{event}");
         assert_eq!(event["sender"], bob.user_id.as_str(), "{event}");
     }
-    let members = at_clientapi(&deployment, &alice).get(&format!("/rooms/{}/joined_members", enc(&joined))).await;
+    let members = alice.get(&format!("/rooms/{}/joined_members", enc(&joined))).await;
     assert!(members.expect(200)["joined"].get(&bob.user_id).is_none());
 }
 
@@ -545,7 +531,7 @@ async fn guests_join_rooms_open_to_guests(mode: Mode) {
     let private = create_room(&alice, json!({"preset": "private_chat"})).await;
     alice.post(&path(&private, "invite"), json!({"user_id": guest.user_id})).await.expect(200);
     guest.post(&format!("/join/{}", enc(&private)), json!({})).await.expect(200);
-    let members = at_clientapi(&deployment, &guest).get(&format!("/rooms/{}/joined_members", enc(&private))).await;
+    let members = guest.get(&format!("/rooms/{}/joined_members", enc(&private))).await;
     assert!(members.expect(200)["joined"].get(&guest.user_id).is_some());
     // What guests may not do.
     guest

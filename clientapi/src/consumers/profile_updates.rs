@@ -7,10 +7,11 @@ use std::sync::Arc;
 use common::{
     api::{
         roomserver::{QueryRoomsForUser, QueryRoomsForUserRequest},
-        userapi::OutputProfileUpdate,
+        userapi::{OutputProfileUpdate, QueryProfile, QueryProfileRequest},
     },
-    bus::{ConsumerSpec, HandlerError, consume},
+    bus::{ConsumerSpec, HandlerError, RemoteErrorKind, RpcError, consume},
 };
+use serde_json::Value;
 
 use crate::{App, membership};
 
@@ -23,36 +24,37 @@ pub fn start(app: &Arc<App>) {
     });
 }
 
-/// Rooms already showing the new profile are skipped, so a redelivered
-/// update only finishes what the first delivery left undone.
+/// The rooms get the profile as it is now, not as the update says: a replay
+/// of old updates (a new consumer reading the stream from its start) then
+/// changes nothing, and rooms already showing it are skipped, so a
+/// redelivered update only finishes what the first delivery left undone.
 async fn handle(app: &App, update: OutputProfileUpdate) -> Result<(), HandlerError> {
-    let request = QueryRoomsForUserRequest { user_id: update.user_id.clone(), memberships: vec!["join".into()] };
+    let user_id = &update.user_id;
+    let profile = match app.rt.bus.call::<QueryProfile>(&QueryProfileRequest { user_id: user_id.clone() }).await {
+        Ok(profile) => profile,
+        Err(RpcError::Remote(e)) if e.kind == RemoteErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(HandlerError::Retry(e.into())),
+    };
+    let text = |field: &str| profile.get(field).and_then(Value::as_str);
+    let request = QueryRoomsForUserRequest { user_id: user_id.clone(), memberships: vec!["join".into()] };
     let rooms = app.rt.bus.call::<QueryRoomsForUser>(&request).await.map_err(anyhow::Error::from)?;
     let mut unfinished = 0;
     for room_id in rooms.room_ids {
-        let refreshed = membership::refresh_profile(
-            app,
-            &update.user_id,
-            &room_id,
-            update.displayname.as_deref(),
-            update.avatar_url.as_deref(),
-        )
-        .await;
-        match refreshed {
+        match membership::refresh_profile(app, user_id, &room_id, text("displayname"), text("avatar_url")).await {
             Ok(()) => {}
             // The room refuses the event (the user may no longer be
             // allowed to send it): trying again would not help.
             Err(e) if e.status().is_client_error() => {
-                tracing::warn!(user = %update.user_id, room = %room_id, error = ?e, "cannot update a member event");
+                tracing::warn!(user = %user_id, room = %room_id, error = ?e, "cannot update a member event");
             }
             Err(e) => {
-                tracing::warn!(user = %update.user_id, room = %room_id, error = ?e, "member event update failed; will retry");
+                tracing::warn!(user = %user_id, room = %room_id, error = ?e, "member event update failed; will retry");
                 unfinished += 1;
             }
         }
     }
     if unfinished > 0 {
-        return Err(HandlerError::Retry(anyhow::anyhow!("{unfinished} rooms still show the old profile")));
+        return Err(HandlerError::Retry(anyhow::anyhow!("{unfinished} rooms still show an old profile")));
     }
     Ok(())
 }

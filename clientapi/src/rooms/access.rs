@@ -2,9 +2,10 @@
 //! and its events as `m.room.history_visibility` allows.
 
 use common::api::roomserver::{
-    QueryCurrentState, QueryCurrentStateRequest, QueryMembership, QueryMembershipRequest, QueryStateAtEvent,
-    QueryStateAtEventRequest, StateFilter, StoredEvent,
+    QueryCurrentState, QueryCurrentStateRequest, QueryMembership, QueryMembershipRequest, QueryMembershipResponse,
+    QueryStateAtEvent, QueryStateAtEventRequest, StateFilter, StoredEvent,
 };
+use common::pdu::Pdu;
 use ruma::{OwnedEventId, RoomId, UserId, events::StateEventType};
 
 use super::{MatrixError, parse_stored, state_content};
@@ -58,7 +59,7 @@ async fn history_visibility(app: &App, room_id: &RoomId) -> Result<String, Matri
 pub(crate) async fn readable_state(app: &App, room_id: &RoomId, user_id: &UserId) -> Result<StateView, MatrixError> {
     let request = QueryMembershipRequest { room_id: room_id.to_owned(), user_id: user_id.to_owned() };
     let membership = app.rt.bus.call::<QueryMembership>(&request).await?;
-    if !membership.room_exists {
+    if !membership.room_exists || membership.forgotten {
         return Err(not_member());
     }
     match (membership.membership.as_deref(), membership.event) {
@@ -79,6 +80,17 @@ pub(crate) async fn visible_event(
 ) -> Result<bool, MatrixError> {
     if event.room_id != room_id {
         return Ok(false);
+    }
+    let request = QueryMembershipRequest { room_id: room_id.to_owned(), user_id: user_id.to_owned() };
+    let now = app.rt.bus.call::<QueryMembership>(&request).await?;
+    // A forgotten room's history is gone for the user.
+    if now.forgotten {
+        return Ok(false);
+    }
+    let pdu = parse_stored(event.event_id.clone(), event.event.clone())?;
+    // Users see their own membership changes, also the one that took them out.
+    if pdu.state_pair() == Some((StateEventType::RoomMember, user_id.to_string())) {
+        return Ok(true);
     }
     let filter = vec![
         StateFilter { event_type: StateEventType::RoomHistoryVisibility, state_key: Some(String::new()) },
@@ -117,10 +129,40 @@ pub(crate) async fn visible_event(
         "invited" => then == Some("invite"),
         "joined" => false,
         // "shared", and what the spec does not define, which it says to treat as shared.
-        _ => {
-            let request = QueryMembershipRequest { room_id: room_id.to_owned(), user_id: user_id.to_owned() };
-            let now = app.rt.bus.call::<QueryMembership>(&request).await?;
-            now.membership.as_deref() == Some("join")
-        }
+        _ => joined_after(app, room_id, user_id, &pdu, now).await?,
     })
+}
+
+/// Whether the user was in the room at some point after `event`: they are
+/// now, or they left (or were banned) after it, from the room. Depth stands
+/// for "after", which it is on one line of history.
+async fn joined_after(
+    app: &App,
+    room_id: &RoomId,
+    user_id: &UserId,
+    event: &Pdu,
+    now: QueryMembershipResponse,
+) -> Result<bool, MatrixError> {
+    let left = match (now.membership.as_deref(), now.event) {
+        (Some("join"), _) => return Ok(true),
+        (Some("leave" | "ban"), Some(left)) => left,
+        _ => return Ok(false),
+    };
+    let left = parse_stored(left.event_id, left.event)?;
+    if left.depth() <= event.depth() {
+        return Ok(false);
+    }
+    let filter = vec![StateFilter { event_type: StateEventType::RoomMember, state_key: Some(user_id.to_string()) }];
+    let request = QueryStateAtEventRequest {
+        room_id: room_id.to_owned(),
+        event_id: left.owned_id(),
+        after: false,
+        filter: Some(filter),
+    };
+    let before = app.rt.bus.call::<QueryStateAtEvent>(&request).await?.state;
+    let mut joined = false;
+    for stored in before {
+        joined |= parse_stored(stored.event_id, stored.event)?.content_str("membership").as_deref() == Some("join");
+    }
+    Ok(joined)
 }

@@ -133,7 +133,7 @@ pub fn router(app: Arc<App>) -> Router {
             directory_list::set_room_visibility,
         )
         .ruma::<ruma::api::client::directory::get_public_rooms::v3::Request, _, _>(public_rooms::get_public_rooms)
-        .ruma::<ruma::api::client::directory::get_public_rooms_filtered::v3::Request, _, _>(
+        .ruma_guest::<ruma::api::client::directory::get_public_rooms_filtered::v3::Request, _, _>(
             public_rooms::get_public_rooms_filtered,
         )
         .ruma_guest::<ruma::api::client::typing::create_typing_event::v3::Request, _, _>(typing::create_typing_event)

@@ -23,9 +23,10 @@ use crate::{App, room_access};
 
 /// 404 unless the event is one the roomserver has in this room.
 pub(super) async fn require_event(app: &App, room_id: &RoomId, event_id: &EventId) -> Result<(), MatrixError> {
-    match room_access::event_in_room(app, room_id, event_id).await? {
-        Some(_) => Ok(()),
-        None => Err(MatrixError::not_found("Event not found in this room")),
+    if room_access::has_event(app, room_id, event_id).await? {
+        Ok(())
+    } else {
+        Err(MatrixError::not_found("Event not found in this room"))
     }
 }
 

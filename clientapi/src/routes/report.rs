@@ -62,12 +62,10 @@ pub async fn report_event(
     let user_id = request.require_user()?.user_id.clone();
     let score = score(&request.raw_body)?;
     let report_content::v3::Request { room_id, event_id, reason, .. } = request.body;
-    let not_found = || MatrixError::not_found("The event was not found or you are not joined to the room");
-    if !room_access::is_joined(&app, &room_id, &user_id).await? {
-        return Err(not_found());
-    }
-    if room_access::event_in_room(&app, &room_id, &event_id).await?.is_none() {
-        return Err(not_found());
+    if !room_access::is_joined(&app, &room_id, &user_id).await?
+        || !room_access::has_event(&app, &room_id, &event_id).await?
+    {
+        return Err(MatrixError::not_found("The event was not found or you are not joined to the room"));
     }
     store(&app, &room_id, Some(&event_id), &user_id, reason.as_deref(), score).await?;
     Ok(RumaResponse(report_content::v3::Response::new()))
