@@ -307,9 +307,19 @@ impl Processor {
         let mut outputs: Vec<OutputRoomEvent> = Vec::new();
         if accepted_new {
             let old_current = current.clone().unwrap_or_default();
+            let old_current_id = room.current_state;
             let (new_current_id, new_current) =
                 self.advance(&mut tx, &mut room, room_id, version, rules, &pdu, (after_id, after)).await?;
-            let (adds, removes) = diff(&old_current, &new_current);
+            // The usual case, an event on top of the current state, changes at
+            // most its own key: no need to compare whole states.
+            let (adds, removes) = if old_current_id == Some(before_id) && new_current_id == after_id {
+                match pdu.state_pair() {
+                    Some(key) => (vec![pdu.owned_id()], old_current.get(&key).cloned().into_iter().collect()),
+                    None => (Vec::new(), Vec::new()),
+                }
+            } else {
+                diff(&old_current, &new_current)
+            };
             self.store.update_memberships(&mut tx, room_id, &pdu, &self.server_name, &adds, &removes).await?;
             room.current_state = Some(new_current_id);
             room.last_stream_ordering += 1;
