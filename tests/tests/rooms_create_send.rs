@@ -299,6 +299,30 @@ async fn send_and_transaction_ids(mode: Mode) {
         .await
         .expect_error(401, "M_MISSING_TOKEN");
 
+    // Odd events are refused as the spec says, never with a server error.
+    alice.put(&format!("/rooms/{}/send/m.room.create/c", enc(&room)), json!({})).await.expect_error(403, "M_FORBIDDEN");
+    alice
+        .put(&state_path(&room, "m.room.create", ""), json!({"room_version": "10"}))
+        .await
+        .expect_error(403, "M_FORBIDDEN");
+    for (path, body) in [
+        (format!("/rooms/{}/send/m.room.redaction/r", enc(&room)), json!({})),
+        (format!("/rooms/{}/send/m.room.redaction/r2", enc(&room)), json!({"redacts": 5})),
+        (state_path(&room, "m.room.member", "not-a-user"), json!({"membership": "join"})),
+        (state_path(&room, "m.room.member", &bob.user_id), json!({"membership": "sideways"})),
+        (state_path(&room, "m.room.member", &alice.user_id), json!({})),
+        (state_path(&room, "m.room.power_levels", ""), json!({"users": {"not-a-user": 5}, "ban": "many"})),
+        (state_path(&room, "m.room.join_rules", ""), json!({"join_rule": 7})),
+    ] {
+        let answer = alice.put(&path, body.clone()).await;
+        assert!((400..500).contains(&answer.status) || answer.status == 200, "{path} {body}: {answer:?}");
+    }
+    for path in ["/rooms/bad/event/$x", "/rooms/bad/state", "/rooms/bad/redact/$x/t"] {
+        let answer = if path.contains("redact") { alice.put(path, json!({})).await } else { alice.get(path).await };
+        answer.expect_error(400, "M_INVALID_PARAM");
+    }
+    alice.post("/rooms/bad/upgrade", json!({"new_version": "11"})).await.expect_error(400, "M_INVALID_PARAM");
+
     // Not enough power to talk.
     let quiet =
         create_room(&alice, json!({"preset": "public_chat", "power_level_content_override": {"events_default": 50}}))

@@ -28,8 +28,11 @@ use common::{
 use futures::StreamExt;
 use http::StatusCode;
 use ruma::{
-    OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, api::error::ErrorKind, events::StateEventType,
-    room_version_rules::RoomVersionRules, state_res,
+    OwnedEventId, OwnedRoomId, RoomId, RoomVersionId,
+    api::error::ErrorKind,
+    events::{StateEventType, TimelineEventType},
+    room_version_rules::RoomVersionRules,
+    state_res,
 };
 
 use crate::App;
@@ -129,13 +132,16 @@ fn build_error(e: anyhow::Error) -> MatrixError {
 }
 
 /// Builds `builder` on the room's latest events with the auth events of the
-/// room's current state. `state` is the current state for the builder's
-/// auth types and the create event.
+/// room's current state. Returns the room version, the event, and the
+/// current state of the builder's auth types and the create event.
 pub(crate) async fn build_on_latest(
     app: &App,
     room_id: &RoomId,
     builder: &EventBuilder,
 ) -> Result<(RoomVersionId, BuiltEvent, HashMap<StateKey, Pdu>), MatrixError> {
+    if builder.event_type == TimelineEventType::RoomCreate {
+        return Err(MatrixError::forbidden("A room has exactly one m.room.create event, its first"));
+    }
     let version = room_version(app, room_id).await?;
     let content_bytes = serde_json::to_vec(&builder.content).map_err(MatrixError::internal)?.len();
     if content_bytes > MAX_PDU_BYTES {

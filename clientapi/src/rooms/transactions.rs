@@ -28,6 +28,9 @@ const REPEAT_WAIT: Duration = Duration::from_secs(35);
 /// after this long, unless its event reached the room.
 const STALE_CLAIM_MS: i64 = 2 * VERDICT_TIMEOUT.as_millis() as i64;
 
+/// How long a transaction id is remembered.
+const KEEP_MS: i64 = 24 * 60 * 60 * 1000;
+
 struct Row {
     event_id: Option<String>,
     accepted: bool,
@@ -94,8 +97,16 @@ async fn event_known(app: &App, event_id: &str) -> Result<bool, MatrixError> {
     Ok(!app.rt.bus.call::<QueryEvents>(&request).await?.events.is_empty())
 }
 
-/// True when this request now owns the transaction.
+/// True when this request now owns the transaction. The user's transactions
+/// older than [`KEEP_MS`] are forgotten on the way: clients retry within
+/// minutes, not days.
 async fn claim(app: &App, user_id: &UserId, txn: &ClientTransaction) -> Result<bool, MatrixError> {
+    sqlx::query("DELETE FROM clientapi_transactions WHERE user_id = $1 AND claimed_ts < $2")
+        .bind(user_id.as_str())
+        .bind(now_ms() - KEEP_MS)
+        .execute(app.db.pool())
+        .await
+        .map_err(MatrixError::internal)?;
     let result = sqlx::query(
         "INSERT INTO clientapi_transactions (user_id, device_id, txn_id, event_id, accepted, claimed_ts)
          VALUES ($1, $2, $3, NULL, 0, $4) ON CONFLICT DO NOTHING",
