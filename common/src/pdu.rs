@@ -268,6 +268,13 @@ pub fn room_id_of_create(create_event_id: &EventId) -> anyhow::Result<OwnedRoomI
     Ok(format!("!{}", create_event_id.as_str().trim_start_matches('$')).try_into()?)
 }
 
+/// An event larger than the spec allows ([`MAX_PDU_BYTES`]).
+#[derive(Debug, thiserror::Error)]
+#[error("the event is {size} bytes, more than {MAX_PDU_BYTES}")]
+pub struct TooLarge {
+    pub size: usize,
+}
+
 /// A new event, before it is placed in the room.
 #[derive(Clone, Debug)]
 pub struct EventBuilder {
@@ -386,7 +393,9 @@ impl EventBuilder {
             room_id.context("the event needs a room id")?.to_owned()
         };
         let size = serde_json::to_vec(&object)?.len();
-        anyhow::ensure!(size <= MAX_PDU_BYTES, "the event is {size} bytes, more than {MAX_PDU_BYTES}");
+        if size > MAX_PDU_BYTES {
+            return Err(TooLarge { size }.into());
+        }
         Ok(BuiltEvent { event_id, room_id, object })
     }
 }

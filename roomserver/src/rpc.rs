@@ -237,7 +237,7 @@ async fn query_backfill(store: Store, request: QueryBackfillRequest) -> Result<Q
     at_most(request.from.len())?;
     let limit = (request.limit as usize).min(MAX_PER_QUERY);
     let mut rows = walk_back(&store, &request.room_id, &request.from, &HashSet::new(), limit).await?;
-    rows.sort_by(|a, b| b.pdu.depth().cmp(&a.pdu.depth()));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.pdu.depth()));
     Ok(QueryEventsResponse { events: visible(rows) })
 }
 

@@ -124,7 +124,7 @@ async fn a_killed_roomserver_loses_no_accepted_send() {
         if answer.status == 200 {
             accepted.push(answer.body["event_id"].as_str().unwrap().to_owned());
         } else {
-            assert!(answer.status >= 500 && answer.status != 500, "{}: {}", answer.status, answer.body);
+            assert!(answer.status > 500, "a failure is a 5xx that is not a crash: {}: {}", answer.status, answer.body);
         }
     }
     assert!(!accepted.is_empty());

@@ -78,7 +78,7 @@ pub(crate) async fn visible_event(
     user_id: &UserId,
     event: &StoredEvent,
 ) -> Result<bool, MatrixError> {
-    if event.room_id != room_id {
+    if event.room_id != room_id || event.soft_failed {
         return Ok(false);
     }
     let request = QueryMembershipRequest { room_id: room_id.to_owned(), user_id: user_id.to_owned() };

@@ -23,7 +23,7 @@ use common::{
     },
     bus::{RemoteErrorKind, RpcError},
     http::MatrixError,
-    pdu::{BuiltEvent, EventBuilder, MAX_PDU_BYTES, Pdu},
+    pdu::{BuiltEvent, EventBuilder, MAX_PDU_BYTES, Pdu, TooLarge},
 };
 use futures::StreamExt;
 use http::StatusCode;
@@ -120,7 +120,7 @@ fn build_error(e: anyhow::Error) -> MatrixError {
     let signing_says =
         matches!(e.downcast_ref::<ruma::signatures::JsonError>(), Some(ruma::signatures::JsonError::PduTooLarge));
     let message = format!("{e:#}");
-    if signing_says || message.contains(&format!("more than {MAX_PDU_BYTES}")) {
+    if signing_says || e.is::<TooLarge>() {
         MatrixError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::TooLarge,
@@ -145,7 +145,7 @@ pub(crate) async fn build_on_latest(
     let version = room_version(app, room_id).await?;
     let content_bytes = serde_json::to_vec(&builder.content).map_err(MatrixError::internal)?.len();
     if content_bytes > MAX_PDU_BYTES {
-        return Err(build_error(anyhow::anyhow!("the content is more than {MAX_PDU_BYTES} bytes")));
+        return Err(build_error(TooLarge { size: content_bytes }.into()));
     }
     let auth_types =
         builder.auth_types(&version).map_err(|e| MatrixError::bad_json(format!("Invalid event content: {e:#}")))?;

@@ -197,6 +197,10 @@ pub struct StoredEvent {
     /// Redacted by an accepted redaction: `event` is already pruned.
     #[serde(default)]
     pub redacted: bool,
+    /// Allowed by the state before it but not by the room's state when it
+    /// arrived: kept for the room's graph, never shown to clients.
+    #[serde(default)]
+    pub soft_failed: bool,
 }
 
 rpc_method!(

@@ -138,6 +138,7 @@ impl Projection {
                     room_id: msg.room_id.clone(),
                     event: msg.event.clone(),
                     redacted: false,
+                    soft_failed: false,
                 });
             } else {
                 others.push(event_id.clone());

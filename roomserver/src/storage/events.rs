@@ -47,6 +47,7 @@ impl EventRow {
             room_id: self.room_id.clone(),
             event: self.pdu.to_raw(),
             redacted: self.redacted,
+            soft_failed: self.status == EventStatus::SoftFailed,
         }
     }
 }
