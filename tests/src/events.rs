@@ -122,14 +122,7 @@ impl Dag {
         if let Some(key) = state_key {
             builder = builder.state(key);
         }
-        let depth = prev.iter().filter_map(|p| self.depths.get(*p)).max().copied().unwrap_or(0) + 1;
-        let prev: Vec<OwnedEventId> = prev.iter().map(|id| (*id).clone()).collect();
-        let auth: Vec<OwnedEventId> = auth.iter().map(|id| (*id).clone()).collect();
-        let built = builder
-            .build(&self.version, Some(&self.room_id), &prev, &auth, depth, &self.server_name, &self.key)
-            .expect("the event builds");
-        self.depths.insert(built.event_id.clone(), depth);
-        built
+        self.place(builder, prev, auth)
     }
 
     /// Builds (without sending) `sender`'s redaction of `target`.
@@ -143,12 +136,21 @@ impl Dag {
         let sender: ruma::OwnedUserId = sender.try_into().expect("a user id");
         let mut builder = common::pdu::EventBuilder::new(&sender, "m.room.redaction", json!({"reason": "test"}));
         builder.redacts = Some(target.clone());
+        self.place(builder, prev, auth)
+    }
+
+    fn place(
+        &mut self,
+        builder: common::pdu::EventBuilder,
+        prev: &[&OwnedEventId],
+        auth: &[&OwnedEventId],
+    ) -> common::pdu::BuiltEvent {
         let depth = prev.iter().filter_map(|p| self.depths.get(*p)).max().copied().unwrap_or(0) + 1;
         let prev: Vec<OwnedEventId> = prev.iter().map(|id| (*id).clone()).collect();
         let auth: Vec<OwnedEventId> = auth.iter().map(|id| (*id).clone()).collect();
         let built = builder
             .build(&self.version, Some(&self.room_id), &prev, &auth, depth, &self.server_name, &self.key)
-            .expect("the redaction builds");
+            .expect("the event builds");
         self.depths.insert(built.event_id.clone(), depth);
         built
     }

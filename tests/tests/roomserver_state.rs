@@ -537,3 +537,83 @@ async fn invites_are_announced_and_retired() {
     assert_eq!(retired["retired_by_event_id"], join.as_str());
     assert_eq!(retired["membership"], "join");
 }
+
+/// The questions federation will ask: the auth chain of events, the state
+/// before an event, history backwards from a point, and what lies between
+/// two sets of events.
+#[tokio::test]
+async fn auth_chains_backfill_and_missing_events() {
+    use common::api::roomserver::{
+        QueryAuthChain, QueryAuthChainRequest, QueryBackfill, QueryBackfillRequest, QueryMissingEvents,
+        QueryMissingEventsRequest,
+    };
+    let deployment = Deployment::start(Mode::Polylith).await;
+    let mut room = room(&deployment, RoomVersionId::V10).await;
+    let bob = room.bob.clone();
+    let bus = deployment.bus().await;
+    let auth = room.auth(&[&room.create, &room.bob_join, &room.power]).into_iter().cloned().collect::<Vec<_>>();
+    let auth: Vec<&OwnedEventId> = auth.iter().collect();
+    let mut messages = Vec::new();
+    let mut prev = room.topic.clone();
+    for n in 0..5 {
+        let id =
+            room.dag.accepted(&bob, "m.room.message", None, json!({"body": format!("{n}")}), &[&prev], &auth).await;
+        messages.push(id.clone());
+        prev = id;
+    }
+    let ids = |events: &[common::api::roomserver::StoredEvent]| -> Vec<OwnedEventId> {
+        events.iter().map(|e| e.event_id.clone()).collect()
+    };
+
+    // Bob's message is authorised by the create event, the power levels and
+    // his join, whose own chain adds the join rules and alice's join.
+    let chain =
+        bus.call::<QueryAuthChain>(&QueryAuthChainRequest { event_ids: vec![messages[0].clone()] }).await.unwrap();
+    let mut chain = ids(&chain.events);
+    chain.sort();
+    let mut expected = vec![
+        room.create.clone(),
+        room.power.clone(),
+        room.bob_join.clone(),
+        room.join_rules.clone(),
+        room.alice_join.clone(),
+    ];
+    expected.sort();
+    assert_eq!(chain, expected);
+
+    // The state before an event leaves the event itself out.
+    let before = bus
+        .call::<QueryStateAtEvent>(&QueryStateAtEventRequest {
+            room_id: room.dag.room_id.clone(),
+            event_id: room.topic.clone(),
+            after: false,
+            filter: None,
+        })
+        .await
+        .unwrap();
+    assert!(!ids(&before.state).contains(&room.topic));
+    assert_eq!(before.state.len(), 5, "create, two joins, power levels, join rules");
+
+    // Backfill from the last message: it and the ones before, newest first.
+    let backfill = bus
+        .call::<QueryBackfill>(&QueryBackfillRequest {
+            room_id: room.dag.room_id.clone(),
+            from: vec![messages[4].clone()],
+            limit: 3,
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&backfill.events), vec![messages[4].clone(), messages[3].clone(), messages[2].clone()]);
+
+    // Between the first message and the last: the three in between, oldest first.
+    let missing = bus
+        .call::<QueryMissingEvents>(&QueryMissingEventsRequest {
+            room_id: room.dag.room_id.clone(),
+            earliest: vec![messages[0].clone()],
+            latest: vec![messages[4].clone()],
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&missing.events), messages[1..4].to_vec());
+}

@@ -207,7 +207,7 @@ async fn send_new(
     let (version, built, state) = build_on_latest(app, room_id, builder).await?;
     check_auth(&version_rules(&version)?, &built.to_pdu(), &state)?;
     if let Some(txn) = txn {
-        transactions::record_event(app, &builder.sender, txn, &built.event_id).await?;
+        transactions::set_event(app, &builder.sender, txn, &built.event_id, false).await?;
     }
     publish_and_wait(app, &version, &[built], txn).await
 }

@@ -53,7 +53,7 @@ where
         if claim(app, user_id, txn).await? {
             let result = send().await;
             match &result {
-                Ok(event_id) => mark_accepted(app, user_id, txn, event_id).await?,
+                Ok(event_id) => set_event(app, user_id, txn, event_id, true).await?,
                 // Undecided: the event may still be accepted, and a retry must
                 // then get its id rather than send a second one.
                 Err(e) if e.status() == StatusCode::GATEWAY_TIMEOUT => {}
@@ -71,7 +71,7 @@ where
             && event_known(app, event_id).await?
         {
             let event_id = parse_id(event_id)?;
-            mark_accepted(app, user_id, txn, &event_id).await?;
+            set_event(app, user_id, txn, &event_id, true).await?;
             return Ok(event_id);
         }
         if age > STALE_CLAIM_MS {
@@ -135,37 +135,21 @@ async fn read(app: &App, user_id: &UserId, txn: &ClientTransaction) -> Result<Op
     Ok(row.map(|(event_id, accepted, claimed_ts)| Row { event_id, accepted: accepted != 0, claimed_ts }))
 }
 
-/// Notes the id of the event about to be published under the transaction.
-pub(super) async fn record_event(
+/// Notes the id of the event published under the transaction, and whether
+/// the roomserver accepted it.
+pub(super) async fn set_event(
     app: &App,
     user_id: &UserId,
     txn: &ClientTransaction,
     event_id: &OwnedEventId,
+    accepted: bool,
 ) -> Result<(), MatrixError> {
     sqlx::query(
-        "UPDATE clientapi_transactions SET event_id = $1 WHERE user_id = $2 AND device_id = $3 AND txn_id = $4",
+        "UPDATE clientapi_transactions SET event_id = $1, accepted = $2
+         WHERE user_id = $3 AND device_id = $4 AND txn_id = $5",
     )
     .bind(event_id.as_str())
-    .bind(user_id.as_str())
-    .bind(txn.device_id.as_str())
-    .bind(txn.txn_id.as_str())
-    .execute(app.db.pool())
-    .await
-    .map_err(MatrixError::internal)?;
-    Ok(())
-}
-
-async fn mark_accepted(
-    app: &App,
-    user_id: &UserId,
-    txn: &ClientTransaction,
-    event_id: &OwnedEventId,
-) -> Result<(), MatrixError> {
-    sqlx::query(
-        "UPDATE clientapi_transactions SET event_id = $1, accepted = 1
-         WHERE user_id = $2 AND device_id = $3 AND txn_id = $4",
-    )
-    .bind(event_id.as_str())
+    .bind(accepted as i64)
     .bind(user_id.as_str())
     .bind(txn.device_id.as_str())
     .bind(txn.txn_id.as_str())
