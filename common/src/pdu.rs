@@ -404,3 +404,25 @@ impl EventBuilder {
 pub fn create_event_id_of(room_id: &RoomId) -> anyhow::Result<OwnedEventId> {
     Ok(format!("${}", room_id.as_str().trim_start_matches('!')).try_into()?)
 }
+
+/// The fields of a PDU a client sees.
+const CLIENT_FIELDS: &[&str] =
+    &["content", "event_id", "origin_server_ts", "room_id", "sender", "state_key", "type", "unsigned", "redacts"];
+
+/// An event in the client-server format: the PDU without what only servers
+/// need (hashes, signatures, auth and prev events, depth), with its id (since
+/// room version 3 computed, not carried) and room id (a version 12 create
+/// event carries none).
+pub fn client_format(
+    event_id: &EventId,
+    room_id: &RoomId,
+    json: &RawValue,
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let pdu: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json.get()).context("a PDU is not an object")?;
+    let mut out: serde_json::Map<String, serde_json::Value> =
+        pdu.into_iter().filter(|(key, _)| CLIENT_FIELDS.contains(&key.as_str())).collect();
+    out.insert("event_id".into(), event_id.as_str().into());
+    out.insert("room_id".into(), room_id.as_str().into());
+    Ok(out)
+}

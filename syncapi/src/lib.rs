@@ -1,8 +1,46 @@
-//! Sync API: /sync, room history and the projection of rooms it serves them from.
+//! Sync API: `/sync`, room history and the projection of rooms it serves
+//! them from. The projection is fed only by the streams (`consumers/`);
+//! every instance serves from the same tables and wakes its own long-polls
+//! when another instance commits (`notifier.rs`).
+
+mod consumers;
+mod filter;
+mod format;
+mod notifier;
+mod routes;
+mod storage;
+mod sync;
+mod token;
+mod visibility;
+
+use std::sync::Arc;
 
 use common::{Runtime, Service};
 
+use crate::{notifier::Notifier, storage::Store};
+
+/// What every handler and consumer works with.
+pub struct App {
+    pub rt: Runtime,
+    pub store: Store,
+    pub notifier: Notifier,
+}
+
+impl App {
+    /// Wakes the long-polls of the local users among `users`, on every instance.
+    pub async fn wake_local(&self, mut users: Vec<String>) {
+        let suffix = format!(":{}", self.rt.config.global.server_name);
+        users.retain(|u| u.ends_with(&suffix));
+        users.sort();
+        users.dedup();
+        self.notifier.wake(users).await;
+    }
+}
+
 pub async fn run(rt: Runtime) -> anyhow::Result<Service> {
-    let db = rt.database("syncapi", &[]).await?;
-    Ok(Service { name: "syncapi", client_routes: axum::Router::new(), federation_routes: axum::Router::new(), db })
+    let db = rt.database("syncapi", storage::MIGRATIONS).await?;
+    let notifier = Notifier::start(&rt).await?;
+    let app = Arc::new(App { rt, store: Store::new(db.clone()), notifier });
+    consumers::start(&app);
+    Ok(Service { name: "syncapi", client_routes: routes::router(app), federation_routes: axum::Router::new(), db })
 }

@@ -165,6 +165,7 @@ pub struct RetireInviteEvent {
 pub struct RedactedEvent {
     pub room_id: OwnedRoomId,
     pub redacted_event_id: OwnedEventId,
+    pub redaction_event_id: OwnedEventId,
     /// The `m.room.redaction` event.
     pub redaction_event: Box<RawValue>,
 }

@@ -211,6 +211,7 @@ async fn apply(
     Ok(Some(OutputRoomEvent::RedactedEvent(RedactedEvent {
         room_id: room_id.to_owned(),
         redacted_event_id: target.owned_id(),
+        redaction_event_id: redaction.owned_id(),
         redaction_event: redaction.to_raw(),
     })))
 }

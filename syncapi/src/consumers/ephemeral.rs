@@ -1,0 +1,51 @@
+//! Receipts and typing notifications, from clientapi (and later federation).
+
+use std::sync::Arc;
+
+use common::{
+    api::syncapi::{OutputReceiptEvent, OutputTypingEvent},
+    bus::HandlerError,
+};
+
+use crate::{
+    App,
+    storage::{Kind, MAIN_THREAD},
+};
+
+pub async fn receipt(app: Arc<App>, msg: OutputReceiptEvent) -> Result<(), HandlerError> {
+    let mut tx = app.store.pool().begin().await.map_err(anyhow::Error::from)?;
+    let pos = app.store.next_position(&mut tx, Kind::Receipts).await?;
+    // Unthreaded receipts and those for the "main" thread are different receipts.
+    let thread = msg.thread_id.as_deref().unwrap_or(MAIN_THREAD);
+    let changed = app
+        .store
+        .upsert_receipt(
+            &mut tx,
+            pos,
+            msg.room_id.as_str(),
+            msg.user_id.as_str(),
+            &msg.receipt_type,
+            thread,
+            msg.event_id.as_str(),
+            msg.ts as i64,
+        )
+        .await?;
+    if !changed {
+        return Ok(());
+    }
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    let members = app.store.members(msg.room_id.as_str(), "join").await?;
+    app.wake_local(members).await;
+    Ok(())
+}
+
+pub async fn typing(app: Arc<App>, msg: OutputTypingEvent) -> Result<(), HandlerError> {
+    let mut tx = app.store.pool().begin().await.map_err(anyhow::Error::from)?;
+    let pos = app.store.next_position(&mut tx, Kind::Typing).await?;
+    let expires = msg.typing.then_some(msg.expires_ts as i64);
+    app.store.set_typing(&mut tx, pos, msg.room_id.as_str(), msg.user_id.as_str(), expires).await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    let members = app.store.members(msg.room_id.as_str(), "join").await?;
+    app.wake_local(members).await;
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! `GET /sync`: initial and incremental syncs; with `timeout`, an empty
+//! answer waits until something concerns the user (on any instance) or the
+//! time is up.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{Json, extract::State};
+use common::{
+    api::userapi::{QueryFilter, QueryFilterRequest},
+    bus::{RemoteErrorKind, RpcError},
+    http::{MatrixError, Ruma},
+};
+use ruma::api::client::{filter::FilterDefinition, sync::sync_events};
+use serde_json::Value;
+
+use crate::{App, sync::Request, token::Token};
+
+/// Longest wait a client may ask for.
+const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub async fn sync(
+    State(app): State<Arc<App>>,
+    request: Ruma<sync_events::v3::Request>,
+) -> Result<Json<Value>, MatrixError> {
+    let user = request.require_user()?.clone();
+    let body = request.body;
+    let since = match &body.since {
+        Some(token) => Some(Token::parse(token).ok_or_else(|| MatrixError::invalid_param("Unknown since token"))?),
+        None => None,
+    };
+    let filter = match body.filter {
+        None => FilterDefinition::default(),
+        Some(sync_events::v3::Filter::FilterDefinition(definition)) => definition,
+        Some(sync_events::v3::Filter::FilterId(id)) => stored_filter(&app, &user.user_id, &id).await?,
+        Some(_) => return Err(MatrixError::invalid_param("Unsupported filter")),
+    };
+    let sync = Request {
+        user_id: user.user_id.clone(),
+        device_id: user.device_id.clone(),
+        since,
+        filter,
+        full_state: body.full_state,
+    };
+    let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
+    let deadline = tokio::time::Instant::now() + timeout;
+    // Listening before reading: whatever commits after the read wakes us.
+    let mut wake = app.notifier.listen(user.user_id.as_str());
+    loop {
+        wake.borrow_and_update();
+        let response = crate::sync::respond(&app, &sync).await.map_err(|e| MatrixError::internal(format!("{e:#}")))?;
+        if !response.is_empty() || since.is_none() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(response.into_json()));
+        }
+        tokio::select! {
+            changed = wake.changed() => if changed.is_err() { return Ok(Json(response.into_json())) },
+            _ = tokio::time::sleep_until(deadline) => return Ok(Json(response.into_json())),
+        }
+    }
+}
+
+async fn stored_filter(app: &App, user_id: &ruma::UserId, id: &str) -> Result<FilterDefinition, MatrixError> {
+    let request = QueryFilterRequest { user_id: user_id.to_owned(), filter_id: id.to_owned() };
+    let raw = match app.rt.bus.call::<QueryFilter>(&request).await {
+        Ok(raw) => raw,
+        Err(RpcError::Remote(e)) if e.kind == RemoteErrorKind::NotFound => {
+            return Err(MatrixError::invalid_param("Unknown filter"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    serde_json::from_str(raw.get())
+        .map_err(|e| MatrixError::invalid_param(format!("The stored filter is invalid: {e}")))
+}

@@ -1,0 +1,122 @@
+//! Receipts and typing notifications, each with its own stream positions.
+
+use sqlx::AnyConnection;
+
+use super::Store;
+
+#[derive(Clone, Debug)]
+pub struct Receipt {
+    pub user_id: String,
+    pub receipt_type: String,
+    pub thread_id: String,
+    pub event_id: String,
+    pub ts: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Typing {
+    pub user_id: String,
+    pub expires_ts: i64,
+}
+
+/// Unthreaded receipts are stored under this thread id.
+pub const MAIN_THREAD: &str = "";
+
+impl Store {
+    /// Keeps the latest receipt of each (room, user, type, thread); false
+    /// when the same receipt was stored before.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn upsert_receipt(
+        &self,
+        tx: &mut AnyConnection,
+        pos: i64,
+        room_id: &str,
+        user_id: &str,
+        receipt_type: &str,
+        thread_id: &str,
+        event_id: &str,
+        ts: i64,
+    ) -> anyhow::Result<bool> {
+        let result = sqlx::query(
+            "INSERT INTO syncapi_receipts (pos, room_id, user_id, receipt_type, thread_id, event_id, ts)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (room_id, user_id, receipt_type, thread_id) DO UPDATE SET pos = $1, event_id = $6, ts = $7
+             WHERE syncapi_receipts.event_id <> $6",
+        )
+        .bind(pos)
+        .bind(room_id)
+        .bind(user_id)
+        .bind(receipt_type)
+        .bind(thread_id)
+        .bind(event_id)
+        .bind(ts)
+        .execute(tx)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Receipts of a room that changed in (from, to]; all of them when `from` is 0.
+    pub async fn receipts(&self, room_id: &str, from: i64, to: i64) -> anyhow::Result<Vec<Receipt>> {
+        let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT user_id, receipt_type, thread_id, event_id, ts FROM syncapi_receipts
+             WHERE room_id = $1 AND pos > $2 AND pos <= $3",
+        )
+        .bind(room_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(user_id, receipt_type, thread_id, event_id, ts)| Receipt {
+                user_id,
+                receipt_type,
+                thread_id,
+                event_id,
+                ts,
+            })
+            .collect())
+    }
+
+    pub async fn set_typing(
+        &self,
+        tx: &mut AnyConnection,
+        pos: i64,
+        room_id: &str,
+        user_id: &str,
+        expires_ts: Option<i64>,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO syncapi_typing (room_id, user_id, expires_ts, pos) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (room_id, user_id) DO UPDATE SET expires_ts = $3, pos = $4",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .bind(expires_ts.unwrap_or(0))
+        .bind(pos)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the room's typing changed in (from, to], and who types now.
+    pub async fn typing(&self, room_id: &str, from: i64, to: i64, now_ms: i64) -> anyhow::Result<Option<Vec<Typing>>> {
+        let changed: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(pos) FROM syncapi_typing WHERE room_id = $1 AND pos > $2 AND pos <= $3")
+                .bind(room_id)
+                .bind(from)
+                .bind(to)
+                .fetch_one(self.pool())
+                .await?;
+        if changed.is_none() {
+            return Ok(None);
+        }
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT user_id, expires_ts FROM syncapi_typing WHERE room_id = $1 AND expires_ts > $2")
+                .bind(room_id)
+                .bind(now_ms)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(Some(rows.into_iter().map(|(user_id, expires_ts)| Typing { user_id, expires_ts }).collect()))
+    }
+}

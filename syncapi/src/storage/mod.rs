@@ -1,0 +1,97 @@
+//! syncapi's projection: room events in the order they arrived here, each
+//! room's current state and its changes, memberships, invites, receipts,
+//! typing, account data changes and to-device messages — each kind numbered
+//! by its own stream position (`syncapi_positions`).
+
+mod account_data;
+mod ephemeral;
+pub mod rooms;
+mod to_device;
+
+pub use ephemeral::MAIN_THREAD;
+pub use rooms::{MembershipChange, RoomEvent};
+
+use common::storage::{Db, Migration};
+use sqlx::AnyConnection;
+
+pub const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "sync projection", sql: include_str!("migrations/0001_sync.sql") }];
+
+/// The kinds of data with their own stream positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Events,
+    Receipts,
+    Typing,
+    AccountData,
+    ToDevice,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Events => "events",
+            Kind::Receipts => "receipts",
+            Kind::Typing => "typing",
+            Kind::AccountData => "account_data",
+            Kind::ToDevice => "to_device",
+        }
+    }
+}
+
+/// The latest position of every kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Positions {
+    pub events: i64,
+    pub receipts: i64,
+    pub typing: i64,
+    pub account_data: i64,
+    pub to_device: i64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pub db: Db,
+}
+
+impl Store {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub(crate) fn pool(&self) -> &sqlx::AnyPool {
+        self.db.pool()
+    }
+
+    /// The next position of `kind`, inside the writer's transaction. Each kind
+    /// has one writer at a time (an ordered consumer), so positions are
+    /// committed in order.
+    pub async fn next_position(&self, tx: &mut AnyConnection, kind: Kind) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("UPDATE syncapi_positions SET pos = pos + 1 WHERE kind = $1 RETURNING pos")
+            .bind(kind.name())
+            .fetch_one(tx)
+            .await?)
+    }
+
+    pub async fn positions(&self) -> anyhow::Result<Positions> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT kind, pos FROM syncapi_positions").fetch_all(self.pool()).await?;
+        let mut positions = Positions::default();
+        for (kind, pos) in rows {
+            match kind.as_str() {
+                "events" => positions.events = pos,
+                "receipts" => positions.receipts = pos,
+                "typing" => positions.typing = pos,
+                "account_data" => positions.account_data = pos,
+                "to_device" => positions.to_device = pos,
+                _ => {}
+            }
+        }
+        Ok(positions)
+    }
+}
+
+/// `$first, $first+1, …` for `count` bound values.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}

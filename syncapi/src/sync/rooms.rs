@@ -1,0 +1,344 @@
+//! The `rooms` part of a sync: joined rooms (timeline, the state at its
+//! start, summary, ephemeral events, room account data), invites, knocks and
+//! rooms left.
+
+use std::collections::{HashMap, HashSet};
+
+use ruma::api::client::filter::LazyLoadOptions;
+use serde_json::{Map, Value, json};
+
+use super::{Request, Response, account_data, state};
+use crate::{
+    App,
+    filter::{self, Candidate},
+    format,
+    storage::{MembershipChange, Positions, RoomEvent},
+    token::Token,
+    visibility::Viewer,
+};
+
+/// Timeline events per room unless the filter says otherwise.
+const DEFAULT_TIMELINE_LIMIT: u64 = 10;
+/// Most timeline events per room a filter may ask for.
+const MAX_TIMELINE_LIMIT: u64 = 100;
+/// Members named as a room's heroes.
+const HEROES: usize = 5;
+/// The state an invitee or knocker sees of a room.
+const STRIPPED_STATE: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+];
+
+/// What one room's entry is built from.
+struct Window<'a> {
+    room_id: &'a str,
+    /// Timeline events after this position…
+    from: i64,
+    /// …up to this one.
+    to: i64,
+    /// The whole state at the start of the timeline, not only what changed since `from`.
+    full_state: bool,
+}
+
+pub async fn add_rooms(
+    app: &App,
+    request: &Request,
+    since: &Positions,
+    to: &Positions,
+    ignored: &[String],
+    response: &mut Response,
+) -> anyhow::Result<()> {
+    let store = &app.store;
+    let user = request.user_id.as_str();
+    let room_filter = &request.filter.room;
+    let initial = request.since.is_none();
+    let allowed = |room: &str| filter::room_allows(&room_filter.rooms, &room_filter.not_rooms, room);
+
+    // The latest change of the user's membership of each room since the token.
+    let mut changed: HashMap<String, MembershipChange> = HashMap::new();
+    if !initial {
+        for change in store.membership_changes(&request.user_id, since.events, to.events).await? {
+            changed.insert(change.room_id.clone(), change);
+        }
+    }
+    let mut room_account_data: HashMap<String, Vec<String>> = HashMap::new();
+    for (room, data_type) in store.account_data_changes(user, since.account_data, to.account_data).await? {
+        if !room.is_empty() {
+            room_account_data.entry(room).or_default().push(data_type);
+        }
+    }
+
+    for room_id in store.rooms_with_membership(&request.user_id, "join").await? {
+        if !allowed(&room_id) {
+            continue;
+        }
+        let newly_joined = !initial
+            && changed.get(&room_id).is_some_and(|c| c.membership == "join")
+            && store.membership_at(&room_id, user, since.events).await?.is_none_or(|m| m.membership != "join");
+        let full = initial || newly_joined || request.full_state;
+        let window = Window {
+            room_id: &room_id,
+            from: if initial || newly_joined { 0 } else { since.events },
+            to: to.events,
+            full_state: full,
+        };
+        let mut entry = room_entry(app, request, &window, ignored).await?;
+        let ephemeral = ephemeral(app, request, &room_id, since, to, initial, ignored).await?;
+        let data = room_data(app, request, &room_id, room_account_data.get(&room_id)).await?;
+        let has_news =
+            !entry.timeline.is_empty() || !entry.state.is_empty() || !ephemeral.is_empty() || !data.is_empty();
+        if !full && !has_news {
+            continue;
+        }
+        let summary = if full || entry.members_changed { Some(summary(app, &room_id, user).await?) } else { None };
+        let prev_batch = Token { positions: Positions { events: entry.start, ..*to }, presence: 0 }.to_string();
+        let mut room = json!({
+            "timeline": { "events": std::mem::take(&mut entry.timeline), "limited": entry.limited, "prev_batch": prev_batch },
+            "state": { "events": std::mem::take(&mut entry.state) },
+            "ephemeral": { "events": ephemeral },
+            "account_data": { "events": data },
+            "unread_notifications": { "notification_count": 0, "highlight_count": 0 },
+            "unread_thread_notifications": {},
+        });
+        if let Some(summary) = summary {
+            room["summary"] = summary;
+        }
+        response.join.insert(room_id, room);
+    }
+
+    for (room_id, pos, json, stripped) in store.invites(&request.user_id).await? {
+        if !allowed(&room_id) || (!initial && pos <= since.events) {
+            continue;
+        }
+        let invite: Value = serde_json::from_str(&json)?;
+        if invite["sender"].as_str().is_some_and(|s| ignored.iter().any(|i| i == s)) {
+            continue;
+        }
+        let mut events: Vec<Value> = serde_json::from_str(&stripped)?;
+        events.push(strip(&invite));
+        response.invite.insert(room_id, json!({ "invite_state": { "events": events } }));
+    }
+
+    for room_id in store.rooms_with_membership(&request.user_id, "knock").await? {
+        if !allowed(&room_id) || (!initial && !changed.contains_key(&room_id)) {
+            continue;
+        }
+        let mut events = Vec::new();
+        for event_type in STRIPPED_STATE.iter().copied().chain(std::iter::once("m.room.member")) {
+            let key = if event_type == "m.room.member" { user } else { "" };
+            if let Some(json) = store.current_state_json(&room_id, event_type, key).await? {
+                events.push(strip(&serde_json::from_str(&json)?));
+            }
+        }
+        response.knock.insert(room_id, json!({ "knock_state": { "events": events } }));
+    }
+
+    // Rooms left, kicked or banned from: what happened up to the leave.
+    let mut left: Vec<MembershipChange> = Vec::new();
+    if initial {
+        if room_filter.include_leave {
+            for membership in ["leave", "ban"] {
+                for room_id in store.rooms_with_membership(&request.user_id, membership).await? {
+                    if let Some(change) = store.membership_at(&room_id, user, to.events).await? {
+                        left.push(change);
+                    }
+                }
+            }
+        }
+    } else {
+        left.extend(changed.into_values().filter(|c| c.membership == "leave" || c.membership == "ban"));
+    }
+    for change in left {
+        if !allowed(&change.room_id) {
+            continue;
+        }
+        let window = Window {
+            room_id: &change.room_id,
+            from: if initial { 0 } else { since.events },
+            to: change.pos,
+            full_state: initial,
+        };
+        let entry = room_entry(app, request, &window, ignored).await?;
+        let prev_batch = Token { positions: Positions { events: entry.start, ..*to }, presence: 0 }.to_string();
+        let room = json!({
+            "timeline": { "events": entry.timeline, "limited": entry.limited, "prev_batch": prev_batch },
+            "state": { "events": entry.state },
+            "account_data": { "events": [] },
+        });
+        response.leave.insert(change.room_id.clone(), room);
+    }
+    Ok(())
+}
+
+struct Entry {
+    timeline: Vec<Value>,
+    state: Vec<Value>,
+    limited: bool,
+    /// The position just before the timeline's first event.
+    start: i64,
+    /// A member event is in the timeline or the state.
+    members_changed: bool,
+}
+
+/// The timeline in (from, to] (its newest `limit` events) and the state at its start.
+async fn room_entry(app: &App, request: &Request, window: &Window<'_>, ignored: &[String]) -> anyhow::Result<Entry> {
+    let store = &app.store;
+    let timeline_filter = &request.filter.room.timeline;
+    let limit =
+        timeline_filter.limit.map(u64::from).unwrap_or(DEFAULT_TIMELINE_LIMIT).clamp(1, MAX_TIMELINE_LIMIT) as usize;
+    let mut events = store.timeline(window.room_id, window.from, window.to, limit as i64 + 1).await?;
+    let limited = events.len() > limit;
+    if limited {
+        events.remove(0);
+    }
+    let start = events.first().map_or(window.to, |e| e.pos - 1);
+    let viewer = Viewer::load(store, window.room_id, request.user_id.as_str()).await?;
+    let shown: Vec<&RoomEvent> = events
+        .iter()
+        .filter(|e| viewer.may_see(e))
+        .filter(|e| e.state_key.is_some() || !ignored.contains(&e.sender))
+        .filter(|e| {
+            let candidate =
+                Candidate { event_type: &e.event_type, sender: &e.sender, room_id: &e.room_id, json: &e.json };
+            filter::room_event_allows(timeline_filter, &candidate)
+        })
+        .collect();
+
+    let state = if window.full_state {
+        state::full_state_at(store, window.room_id, start).await?
+    } else if limited {
+        state::changed_state_at(store, window.room_id, window.from, start).await?
+    } else {
+        HashMap::new()
+    };
+    let lazy = matches!(request.filter.room.state.lazy_load_options, LazyLoadOptions::Enabled { .. });
+    let senders: HashSet<&str> = shown.iter().map(|e| e.sender.as_str()).collect();
+    let state_filter = &request.filter.room.state;
+    let mut wanted: Vec<String> = state
+        .iter()
+        .filter(|((event_type, state_key), _)| {
+            !lazy
+                || event_type != "m.room.member"
+                || senders.contains(state_key.as_str())
+                || state_key == request.user_id.as_str()
+        })
+        .map(|(_, id)| id.clone())
+        .collect();
+    wanted.sort();
+    let jsons = store.state_events(&wanted).await?;
+    let mut state_events = Vec::new();
+    let mut members_changed = shown.iter().any(|e| e.event_type == "m.room.member");
+    for id in &wanted {
+        let Some(((event_type, _), json)) = jsons.get(id) else { continue };
+        let sender = serde_json::from_str::<Value>(json)?["sender"].as_str().unwrap_or_default().to_owned();
+        let candidate = Candidate { event_type, sender: &sender, room_id: window.room_id, json };
+        if !filter::room_event_allows(state_filter, &candidate) {
+            continue;
+        }
+        members_changed |= event_type == "m.room.member";
+        state_events.push(format::state_event(id, window.room_id, json, false)?);
+    }
+    let timeline = shown
+        .iter()
+        .map(|e| format::client_event(e, Some(request.device_id.as_str()), false))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Entry { timeline, state: state_events, limited, start, members_changed })
+}
+
+/// Typing and receipts that changed since the token (all of them on an initial sync).
+async fn ephemeral(
+    app: &App,
+    request: &Request,
+    room_id: &str,
+    since: &Positions,
+    to: &Positions,
+    initial: bool,
+    ignored: &[String],
+) -> anyhow::Result<Vec<Value>> {
+    let store = &app.store;
+    let filter = &request.filter.room.ephemeral;
+    let wanted = |event_type: &str| {
+        filter::room_allows(&filter.rooms, &filter.not_rooms, room_id)
+            && filter::types_allow(&filter.types, &filter.not_types, event_type)
+    };
+    let mut events = Vec::new();
+    if wanted("m.typing") {
+        let from = if initial { 0 } else { since.typing };
+        if let Some(typing) = store.typing(room_id, from, to.typing, common::storage::now_ms()).await? {
+            let users: Vec<&str> =
+                typing.iter().map(|t| t.user_id.as_str()).filter(|u| !ignored.iter().any(|i| i == u)).collect();
+            if !users.is_empty() || !initial {
+                events.push(json!({ "type": "m.typing", "content": { "user_ids": users } }));
+            }
+        }
+    }
+    if wanted("m.receipt") {
+        let from = if initial { 0 } else { since.receipts };
+        let mut content: Map<String, Value> = Map::new();
+        for receipt in store.receipts(room_id, from, to.receipts).await? {
+            if receipt.receipt_type == "m.read.private" && receipt.user_id != request.user_id.as_str() {
+                continue;
+            }
+            if ignored.contains(&receipt.user_id) {
+                continue;
+            }
+            let mut data = json!({ "ts": receipt.ts });
+            if !receipt.thread_id.is_empty() {
+                data["thread_id"] = json!(receipt.thread_id);
+            }
+            let by_type = content.entry(receipt.event_id).or_insert_with(|| json!({}));
+            by_type[&receipt.receipt_type][&receipt.user_id] = data;
+        }
+        if !content.is_empty() {
+            events.push(json!({ "type": "m.receipt", "content": content }));
+        }
+    }
+    Ok(events)
+}
+
+async fn room_data(
+    app: &App,
+    request: &Request,
+    room_id: &str,
+    types: Option<&Vec<String>>,
+) -> anyhow::Result<Vec<Value>> {
+    let mut events = Vec::new();
+    for data_type in types.into_iter().flatten() {
+        let candidate = Candidate { event_type: data_type, sender: request.user_id.as_str(), room_id, json: "{}" };
+        if !filter::room_event_allows(&request.filter.room.account_data, &candidate) {
+            continue;
+        }
+        if let Some(content) = account_data(app, &request.user_id, Some(room_id), data_type).await? {
+            events.push(json!({ "type": data_type, "content": content }));
+        }
+    }
+    Ok(events)
+}
+
+/// Heroes and member counts, for clients to name rooms without a name.
+async fn summary(app: &App, room_id: &str, user: &str) -> anyhow::Result<Value> {
+    let joined = app.store.members(room_id, "join").await?;
+    let invited = app.store.members(room_id, "invite").await?;
+    let mut heroes: Vec<&String> = joined.iter().chain(&invited).filter(|u| *u != user).collect();
+    heroes.sort();
+    heroes.truncate(HEROES);
+    Ok(json!({
+        "m.heroes": heroes,
+        "m.joined_member_count": joined.len(),
+        "m.invited_member_count": invited.len(),
+    }))
+}
+
+/// An event as stripped state: type, state key, content, sender.
+fn strip(event: &Value) -> Value {
+    json!({
+        "type": event["type"],
+        "state_key": event["state_key"],
+        "content": event["content"],
+        "sender": event["sender"],
+    })
+}

@@ -1,0 +1,40 @@
+//! Who may see which room events: `m.room.history_visibility` as it was when
+//! each event arrived, and the user's membership then.
+
+use crate::storage::{MembershipChange, RoomEvent, Store};
+
+/// A user's membership history in one room, to judge many events with one query.
+pub struct Viewer {
+    user_id: String,
+    history: Vec<MembershipChange>,
+}
+
+impl Viewer {
+    pub async fn load(store: &Store, room_id: &str, user_id: &str) -> anyhow::Result<Viewer> {
+        Ok(Viewer {
+            user_id: user_id.to_owned(),
+            history: store.room_membership_history(room_id, user_id, i64::MAX).await?,
+        })
+    }
+
+    /// The user's membership when the event at `pos` arrived.
+    fn membership_at(&self, pos: i64) -> Option<&str> {
+        self.history.iter().rev().find(|c| c.pos <= pos).map(|c| c.membership.as_str())
+    }
+
+    pub fn may_see(&self, event: &RoomEvent) -> bool {
+        // Users always see their own membership events.
+        if event.event_type == "m.room.member" && event.state_key.as_deref() == Some(self.user_id.as_str()) {
+            return true;
+        }
+        let then = self.membership_at(event.pos);
+        match event.visibility.as_str() {
+            "world_readable" => true,
+            "invited" => matches!(then, Some("join" | "invite")),
+            "joined" => then == Some("join"),
+            // "shared", and anything unknown: visible to whoever was a
+            // member then or joined at some point after.
+            _ => then == Some("join") || self.history.iter().any(|c| c.membership == "join" && c.pos >= event.pos),
+        }
+    }
+}

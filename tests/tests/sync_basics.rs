@@ -1,0 +1,69 @@
+//! `/sync` basics: an initial sync shows joined rooms with their state and
+//! timeline; an incremental sync shows only what is new; a long-poll wakes
+//! on a new event, on either syncapi instance.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tests::{Deployment, Mode};
+
+fn timeline_bodies(room: &Value) -> Vec<String> {
+    room["timeline"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn initial_then_incremental_sync_and_a_waking_long_poll() {
+    let deployment = Deployment::start(Mode::Polylith).await;
+    let alice = deployment.new_user().await;
+    let room = alice.post("/createRoom", json!({"preset": "public_chat", "name": "Sync"})).await.expect(200);
+    let room_id = room["room_id"].as_str().unwrap().to_owned();
+    alice
+        .put(&format!("/rooms/{room_id}/send/m.room.message/1"), json!({"msgtype": "m.text", "body": "first"}))
+        .await
+        .expect(200);
+
+    let initial = alice.get("/sync").await.expect(200);
+    let joined = &initial["rooms"]["join"][&room_id];
+    assert!(joined.is_object(), "{initial}");
+    assert_eq!(timeline_bodies(joined), vec!["first"]);
+    let state_types: Vec<&str> = joined["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(joined["timeline"]["events"].as_array().unwrap())
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(state_types.contains(&"m.room.create") && state_types.contains(&"m.room.name"), "{joined}");
+    let mut since = initial["next_batch"].as_str().unwrap().to_owned();
+
+    // Nothing new: an immediate empty answer when no timeout is given.
+    let empty = alice.get(&format!("/sync?since={since}")).await.expect(200);
+    assert!(empty["rooms"]["join"].as_object().unwrap().is_empty(), "{empty}");
+
+    // A long-poll on each syncapi instance wakes when the message arrives.
+    for instance in ["syncapi-1", "syncapi-2"] {
+        let waiting = alice.at(&deployment.instance_url(instance));
+        let path = format!("/sync?since={since}&timeout=20000");
+        let poll = tokio::spawn(async move { waiting.get(&path).await });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let body = format!("to {instance}");
+        alice
+            .put(
+                &format!("/rooms/{room_id}/send/m.room.message/{instance}"),
+                json!({"msgtype": "m.text", "body": body}),
+            )
+            .await
+            .expect(200);
+        let started = std::time::Instant::now();
+        let answer = poll.await.unwrap().expect(200);
+        assert!(started.elapsed() < Duration::from_secs(10), "woken, not timed out");
+        let bodies = timeline_bodies(&answer["rooms"]["join"][&room_id]);
+        assert_eq!(bodies, vec![body], "{answer}");
+        since = answer["next_batch"].as_str().unwrap().to_owned();
+    }
+}
