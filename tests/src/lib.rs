@@ -96,9 +96,10 @@ pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("HS_BIN_DIR") {
         return dir.into();
     }
-    // target/<profile>/deps/<test binary>
+    // target/<profile>/deps/<test binary>, or target/<profile>/<benchmark binary>
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(Path::parent).expect("a cargo target directory").to_owned()
+    let dir = exe.parent().expect("a cargo target directory");
+    if dir.ends_with("deps") { dir.parent().expect("a cargo target directory").to_owned() } else { dir.to_owned() }
 }
 
 fn postgres_admin_url() -> String {

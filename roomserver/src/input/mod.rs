@@ -236,12 +236,18 @@ impl Processor {
             }
         }
 
-        let mut tx = self.db().pool().begin().await.map_err(anyhow::Error::from)?;
-        if is_create {
-            self.store.rooms.create(&mut tx, room_id, version).await?;
-        }
-        let Some(mut room) = self.store.rooms.get_in(&mut tx, room_id).await? else {
-            return Ok(Verdict::Rejected("the room is unknown here".into()));
+        // Everything is read and worked out first; the transaction below only
+        // writes, so it never waits for a second connection while holding one.
+        let room = match self.store.rooms.get(room_id).await? {
+            Some(room) => room,
+            None if is_create => Room {
+                room_version: version.clone(),
+                current_state: None,
+                latest_event_ids: Vec::new(),
+                max_depth: 0,
+                last_stream_ordering: 0,
+            },
+            None => return Ok(Verdict::Rejected("the room is unknown here".into())),
         };
         let current = match room.current_state {
             Some(id) => Some(self.store.snapshots.load(id).await?),
@@ -261,7 +267,48 @@ impl Processor {
                 soft_failure = Some(e);
             }
         }
+        let after: Arc<StateMap> = match pdu.state_pair() {
+            Some(key) => {
+                let mut after = (*before).clone();
+                after.insert(key, pdu.owned_id());
+                Arc::new(after)
+            }
+            None => before.clone(),
+        };
+        let accepted_new = msg.kind == InputKind::New && soft_failure.is_none();
+        let mut next_room = room.clone();
+        let mut plan = None;
+        if accepted_new {
+            let old_current = current.clone().unwrap_or_default();
+            let resolved = self.advance(&mut next_room, version, rules, &pdu, &after).await?;
+            // The usual case, an event on top of the current state, changes at
+            // most its own key: no need to compare whole states.
+            let on_top = before_id.is_some() && before_id == room.current_state;
+            let (adds, removes) = match (&resolved, on_top) {
+                (None, true) => match pdu.state_pair() {
+                    Some(key) => (vec![pdu.owned_id()], old_current.get(&key).cloned().into_iter().collect()),
+                    None => (Vec::new(), Vec::new()),
+                },
+                (None, false) => diff(&old_current, &after),
+                (Some(resolved), _) => diff(&old_current, resolved),
+            };
+            next_room.last_stream_ordering += 1;
+            let new_current = resolved.clone().map(Arc::new).unwrap_or_else(|| after.clone());
+            let memberships = self.store.plan_memberships(&pdu, &self.server_name, &adds, &removes).await?;
+            let context = outputs::NewEventContext { msg, pdu: &pdu, room: &next_room, adds: &adds, removes: &removes };
+            let outputs = outputs::for_new_event(&self.store, &self.server_name, context, &new_current).await?;
+            plan = Some((resolved, memberships, outputs));
+        }
+        let redactions = if soft_failure.is_none() {
+            outputs::plan_redactions(&self.store, rules, &pdu, room_id).await?
+        } else {
+            Default::default()
+        };
 
+        let mut tx = self.db().pool().begin().await.map_err(anyhow::Error::from)?;
+        if is_create {
+            self.store.rooms.create(&mut tx, room_id, version).await?;
+        }
         let before_id = match before_id {
             Some(id) => id,
             None => {
@@ -272,29 +319,18 @@ impl Processor {
                 self.store.snapshots.write(&mut tx, room_id.as_str(), parent, &before).await?
             }
         };
-        let after: Arc<StateMap> = match pdu.state_pair() {
-            Some(key) => {
-                let mut after = (*before).clone();
-                after.insert(key, pdu.owned_id());
-                Arc::new(after)
-            }
-            None => before.clone(),
-        };
         let after_id = if pdu.state_pair().is_some() {
             self.store.snapshots.write(&mut tx, room_id.as_str(), Some((before_id, &before)), &after).await?
         } else {
             before_id
         };
-
-        let accepted_new = msg.kind == InputKind::New && soft_failure.is_none();
-        let stream_ordering = accepted_new.then(|| room.last_stream_ordering + 1);
         let new = NewEvent {
             pdu: &pdu,
             room_id: room_id.as_str(),
             status: if soft_failure.is_some() { EventStatus::SoftFailed } else { EventStatus::Accepted },
             state_before: Some(before_id),
             state_after: Some(after_id),
-            stream_ordering,
+            stream_ordering: accepted_new.then_some(next_room.last_stream_ordering),
         };
         self.store.events.insert(&mut tx, new).await?;
 
@@ -305,31 +341,24 @@ impl Processor {
         }
 
         let mut outputs: Vec<OutputRoomEvent> = Vec::new();
-        if accepted_new {
-            let old_current = current.clone().unwrap_or_default();
-            let old_current_id = room.current_state;
-            let (new_current_id, new_current) =
-                self.advance(&mut tx, &mut room, room_id, version, rules, &pdu, (after_id, after)).await?;
-            // The usual case, an event on top of the current state, changes at
-            // most its own key: no need to compare whole states.
-            let (adds, removes) = if old_current_id == Some(before_id) && new_current_id == after_id {
-                match pdu.state_pair() {
-                    Some(key) => (vec![pdu.owned_id()], old_current.get(&key).cloned().into_iter().collect()),
-                    None => (Vec::new(), Vec::new()),
-                }
-            } else {
-                diff(&old_current, &new_current)
-            };
-            self.store.update_memberships(&mut tx, room_id, &pdu, &self.server_name, &adds, &removes).await?;
-            room.current_state = Some(new_current_id);
-            room.last_stream_ordering += 1;
-            self.store.rooms.update(&mut tx, room_id, &room).await?;
-            let context = outputs::NewEventContext { msg, pdu: &pdu, room: &room, adds: &adds, removes: &removes };
-            outputs.extend(outputs::for_new_event(&self.store, &self.server_name, context, &new_current).await?);
-        } else {
-            outputs.push(outputs::historical(msg, &pdu));
+        match plan {
+            Some((resolved, memberships, new_outputs)) => {
+                next_room.current_state = Some(match resolved {
+                    Some(resolved) => {
+                        self.store
+                            .snapshots
+                            .write(&mut tx, room_id.as_str(), Some((after_id, &after)), &resolved)
+                            .await?
+                    }
+                    None => after_id,
+                });
+                self.store.apply_memberships(&mut tx, room_id, &memberships).await?;
+                self.store.rooms.update(&mut tx, room_id, &next_room).await?;
+                outputs.extend(new_outputs);
+            }
+            None => outputs.push(outputs::historical(msg, &pdu)),
         }
-        outputs.extend(outputs::redactions(&self.store, &mut tx, rules, &pdu, room_id).await?);
+        outputs.extend(outputs::apply_redactions(&self.store, &mut tx, room_id, &pdu, redactions).await?);
         for output in &outputs {
             self.outbox.enqueue(&mut tx, output).await?;
         }
@@ -341,41 +370,39 @@ impl Processor {
         Ok(Verdict::Accepted)
     }
 
-    /// Moves the forward extremities past the event and works out the new
-    /// current state: the event's own state when it was built on every
-    /// extremity, else the resolution of the states at all of them.
-    #[allow(clippy::too_many_arguments)]
+    /// Moves the forward extremities past the event. The new current state is
+    /// the event's own state when it was built on every extremity (`None`),
+    /// else the resolution of the states at all of them.
     async fn advance(
         &self,
-        tx: &mut sqlx::AnyConnection,
         room: &mut Room,
-        room_id: &RoomId,
         version: &ruma::RoomVersionId,
         rules: &RoomVersionRules,
         pdu: &Pdu,
-        (after_id, after): (i64, Arc<StateMap>),
-    ) -> Result<(i64, Arc<StateMap>), HandlerError> {
+        after: &Arc<StateMap>,
+    ) -> Result<Option<StateMap>, HandlerError> {
         let remaining: Vec<OwnedEventId> =
             room.latest_event_ids.iter().filter(|id| !pdu.prev_ids().contains(id)).cloned().collect();
         room.latest_event_ids = remaining.iter().cloned().chain([pdu.owned_id()]).collect();
         room.max_depth = room.max_depth.max(pdu.depth().min(i64::MAX as u64) as i64);
         if remaining.is_empty() {
-            return Ok((after_id, after));
+            return Ok(None);
         }
         let rows = self.store.events.get_many(&remaining).await?;
         let mut snapshots: Vec<i64> = rows.values().filter_map(|row| row.state_after).collect();
         snapshots.sort();
         snapshots.dedup();
         let mut states = vec![after.clone()];
-        for id in snapshots.into_iter().filter(|id| *id != after_id) {
-            states.push(self.store.snapshots.load(id).await?);
+        for id in snapshots {
+            let state = self.store.snapshots.load(id).await?;
+            if *state != **after {
+                states.push(state);
+            }
         }
         if states.len() == 1 {
-            return Ok((after_id, after));
+            return Ok(None);
         }
-        let resolved = resolve::resolve(&self.store.events, version, rules, &states, Some(pdu)).await?;
-        let id = self.store.snapshots.write(tx, room_id.as_str(), Some((after_id, &after)), &resolved).await?;
-        Ok((id, Arc::new(resolved)))
+        Ok(Some(resolve::resolve(&self.store.events, version, rules, &states, Some(pdu)).await?))
     }
 }
 

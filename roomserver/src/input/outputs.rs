@@ -134,37 +134,37 @@ pub fn historical(msg: &InputRoomEvent, pdu: &Pdu) -> OutputRoomEvent {
     })
 }
 
-/// Applies redactions the event takes part in: as a redaction of a known
-/// event, or as the target of a redaction that arrived before it.
-pub async fn redactions(
+/// Redactions the event takes part in, worked out before the transaction:
+/// as a redaction of a known event, or as the target of redactions that
+/// arrived before it.
+#[derive(Default)]
+pub struct RedactionPlan {
+    /// (target, its pruned JSON, the redaction).
+    apply: Vec<(OwnedEventId, String, Pdu)>,
+    /// A redaction whose target is not known yet.
+    pending: Option<OwnedEventId>,
+    /// The event was the target of pending redactions.
+    clear_pending: bool,
+}
+
+pub async fn plan_redactions(
     store: &Store,
-    tx: &mut AnyConnection,
     rules: &RoomVersionRules,
     pdu: &Pdu,
     room_id: &RoomId,
-) -> anyhow::Result<Vec<OutputRoomEvent>> {
-    let mut outputs = Vec::new();
+) -> anyhow::Result<RedactionPlan> {
+    let mut plan = RedactionPlan::default();
     if *pdu.kind() == TimelineEventType::RoomRedaction
         && let Some(target_id) = pdu.redacted_id()
     {
         match store.events.get(target_id).await? {
             Some(target) if target.room_id == room_id && !target.redacted => {
-                if let Some(output) = apply(store, tx, rules, pdu, &target.pdu, room_id).await? {
-                    outputs.push(output);
+                if let Some(pruned) = prune_if_allowed(store, rules, pdu, &target.pdu, room_id).await? {
+                    plan.apply.push((target.pdu.owned_id(), pruned, pdu.clone()));
                 }
             }
             Some(_) => {}
-            None => {
-                sqlx::query(
-                    "INSERT INTO roomserver_pending_redactions (redaction_id, redacts, room_id) VALUES ($1, $2, $3)
-                     ON CONFLICT (redaction_id) DO NOTHING",
-                )
-                .bind(pdu.id().as_str())
-                .bind(target_id.as_str())
-                .bind(room_id.as_str())
-                .execute(&mut *tx)
-                .await?;
-            }
+            None => plan.pending = Some(target_id.to_owned()),
         }
     }
     let pending: Vec<String> = sqlx::query_scalar(
@@ -172,48 +172,75 @@ pub async fn redactions(
     )
     .bind(pdu.id().as_str())
     .bind(room_id.as_str())
-    .fetch_all(&mut *tx)
+    .fetch_all(store.db.pool())
     .await?;
     if !pending.is_empty() {
+        plan.clear_pending = true;
         let ids: Vec<OwnedEventId> = pending.iter().filter_map(|id| id.as_str().try_into().ok()).collect();
         let redactions = store.events.get_many(&ids).await?;
         for redaction in redactions.values().filter(|r| r.status == EventStatus::Accepted) {
-            if let Some(output) = apply(store, tx, rules, &redaction.pdu, pdu, room_id).await? {
-                outputs.push(output);
+            if let Some(pruned) = prune_if_allowed(store, rules, &redaction.pdu, pdu, room_id).await? {
+                plan.apply.push((pdu.owned_id(), pruned, redaction.pdu.clone()));
                 break;
             }
         }
+    }
+    Ok(plan)
+}
+
+pub async fn apply_redactions(
+    store: &Store,
+    tx: &mut AnyConnection,
+    room_id: &RoomId,
+    pdu: &Pdu,
+    plan: RedactionPlan,
+) -> anyhow::Result<Vec<OutputRoomEvent>> {
+    if let Some(target) = &plan.pending {
+        sqlx::query(
+            "INSERT INTO roomserver_pending_redactions (redaction_id, redacts, room_id) VALUES ($1, $2, $3)
+             ON CONFLICT (redaction_id) DO NOTHING",
+        )
+        .bind(pdu.id().as_str())
+        .bind(target.as_str())
+        .bind(room_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    }
+    if plan.clear_pending {
         sqlx::query("DELETE FROM roomserver_pending_redactions WHERE redacts = $1")
             .bind(pdu.id().as_str())
             .execute(&mut *tx)
             .await?;
     }
+    let mut outputs = Vec::new();
+    for (target, pruned, redaction) in plan.apply {
+        store.events.mark_redacted(tx, &target, &pruned).await?;
+        outputs.push(OutputRoomEvent::RedactedEvent(RedactedEvent {
+            room_id: room_id.to_owned(),
+            redacted_event_id: target,
+            redaction_event_id: redaction.owned_id(),
+            redaction_event: redaction.to_raw(),
+        }));
+    }
     Ok(outputs)
 }
 
-/// Prunes `target` when `redaction` may redact it: the same server sent
+/// `target` pruned when `redaction` may redact it: the same server sent
 /// both, or the redaction's sender has the power to redact others' events.
-async fn apply(
+async fn prune_if_allowed(
     store: &Store,
-    tx: &mut AnyConnection,
     rules: &RoomVersionRules,
     redaction: &Pdu,
     target: &Pdu,
     room_id: &RoomId,
-) -> anyhow::Result<Option<OutputRoomEvent>> {
+) -> anyhow::Result<Option<String>> {
     let same_server = redaction.sender().server_name() == target.sender().server_name();
     if !same_server && !may_redact_others(store, rules, redaction.sender(), room_id).await? {
         return Ok(None);
     }
     let object: ruma::CanonicalJsonObject = serde_json::from_str(target.json().get())?;
     let pruned = ruma::canonical_json::redact(object, &rules.redaction, None)?;
-    store.events.mark_redacted(tx, target.id(), &serde_json::to_string(&pruned)?).await?;
-    Ok(Some(OutputRoomEvent::RedactedEvent(RedactedEvent {
-        room_id: room_id.to_owned(),
-        redacted_event_id: target.owned_id(),
-        redaction_event_id: redaction.owned_id(),
-        redaction_event: redaction.to_raw(),
-    })))
+    Ok(Some(serde_json::to_string(&pruned)?))
 }
 
 /// Whether `sender`'s power in the room's current state reaches the level

@@ -61,32 +61,52 @@ impl Store {
         Ok(found)
     }
 
-    /// Keeps `roomserver_memberships` in step with a change of current state.
-    pub async fn update_memberships(
+    /// How `roomserver_memberships` follows a change of current state: the
+    /// memberships to set and the users whose membership left the state.
+    pub async fn plan_memberships(
         &self,
-        tx: &mut sqlx::AnyConnection,
-        room_id: &ruma::RoomId,
         fresh: &common::pdu::Pdu,
         server_name: &ruma::ServerName,
         adds: &[ruma::OwnedEventId],
         removes: &[ruma::OwnedEventId],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<MembershipPlan> {
         let all: Vec<_> = adds.iter().chain(removes).cloned().collect();
         let pdus = self.pdus(&all, fresh).await?;
         let is_member = |pdu: &&common::pdu::Pdu| *pdu.kind() == ruma::events::TimelineEventType::RoomMember;
-        let added_keys: std::collections::HashSet<&str> =
-            adds.iter().filter_map(|id| pdus.get(id)).filter(is_member).filter_map(|p| p.key()).collect();
-        for pdu in removes.iter().filter_map(|id| pdus.get(id)).filter(is_member) {
-            if let Some(user) = pdu.key().filter(|user| !added_keys.contains(user)) {
-                self.memberships.remove(tx, room_id, user).await?;
-            }
-        }
+        let mut plan = MembershipPlan::default();
         for pdu in adds.iter().filter_map(|id| pdus.get(id)).filter(is_member) {
             let (Some(user), Some(membership)) = (pdu.key(), pdu.content_str("membership")) else { continue };
-            let Ok(user_id) = <&ruma::UserId>::try_from(user) else { continue };
+            let Ok(user_id) = ruma::UserId::parse(user) else { continue };
             let is_local = user_id.server_name() == server_name;
-            self.memberships.set(tx, room_id, user_id, &membership, pdu.id().as_str(), is_local).await?;
+            plan.set.push((user_id, membership, pdu.owned_id(), is_local));
+        }
+        for pdu in removes.iter().filter_map(|id| pdus.get(id)).filter(is_member) {
+            if let Some(user) = pdu.key().filter(|user| !plan.set.iter().any(|(u, ..)| u.as_str() == *user)) {
+                plan.removed.push(user.to_owned());
+            }
+        }
+        Ok(plan)
+    }
+
+    pub async fn apply_memberships(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        room_id: &ruma::RoomId,
+        plan: &MembershipPlan,
+    ) -> anyhow::Result<()> {
+        for user in &plan.removed {
+            self.memberships.remove(tx, room_id, user).await?;
+        }
+        for (user_id, membership, event_id, is_local) in &plan.set {
+            self.memberships.set(tx, room_id, user_id, membership, event_id.as_str(), *is_local).await?;
         }
         Ok(())
     }
+}
+
+/// Membership changes worked out before the transaction that writes them.
+#[derive(Default)]
+pub struct MembershipPlan {
+    set: Vec<(ruma::OwnedUserId, String, ruma::OwnedEventId, bool)>,
+    removed: Vec<String>,
 }

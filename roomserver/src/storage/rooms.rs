@@ -48,11 +48,6 @@ impl Rooms {
             .transpose()
     }
 
-    /// The room inside the writer's transaction.
-    pub async fn get_in(&self, tx: &mut AnyConnection, room_id: &RoomId) -> anyhow::Result<Option<Room>> {
-        sqlx::query_as::<_, Row>(SELECT).bind(room_id.as_str()).fetch_optional(tx).await?.map(decode).transpose()
-    }
-
     /// Records a room the first time one of its events is seen.
     pub async fn create(
         &self,

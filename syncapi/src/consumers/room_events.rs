@@ -80,6 +80,12 @@ async fn new_room_event(app: &App, msg: NewRoomEvent) -> Result<(), HandlerError
         }
     }
 
+    // Read before the transaction, which then only writes.
+    let removed = if historical {
+        HashMap::new()
+    } else {
+        store.state_events(&msg.removes_state_event_ids.iter().map(|id| id.to_string()).collect::<Vec<_>>()).await?
+    };
     let mut tx = store.pool().begin().await.map_err(anyhow::Error::from)?;
     let pos = store.next_position(&mut tx, Kind::Events).await?;
     let txn = msg.transaction.as_ref().map(|t| (t.device_id.as_str(), t.txn_id.as_str()));
@@ -101,11 +107,9 @@ async fn new_room_event(app: &App, msg: NewRoomEvent) -> Result<(), HandlerError
     if !store.insert_room_event(&mut tx, row).await? {
         return Ok(());
     }
+    store.record_relation(&mut tx, pos, room_id, &pdu).await?;
     let mut concerned: Vec<String> = Vec::new();
     if !historical {
-        let removed = store
-            .state_events(&msg.removes_state_event_ids.iter().map(|id| id.to_string()).collect::<Vec<_>>())
-            .await?;
         let added_keys: Vec<(String, String)> =
             added.values().filter_map(|p| p.state_pair()).map(|(t, k)| (t.to_string(), k)).collect();
         for (id, ((event_type, state_key), _)) in &removed {

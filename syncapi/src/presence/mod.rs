@@ -51,7 +51,8 @@ pub async fn set_from_sync(db: &Db, bus: &Bus, user_id: &UserId, presence: Prese
         _ => now,
     };
     let status_msg = current.and_then(|c| c.status_msg);
-    let update = Presence { user_id: user_id.to_owned(), presence, status_msg, last_active_ts, currently_active, pos: 0 };
+    let update =
+        Presence { user_id: user_id.to_owned(), presence, status_msg, last_active_ts, currently_active, pos: 0 };
     store_and_publish(db, bus, &update).await
 }
 

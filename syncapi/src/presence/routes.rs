@@ -79,9 +79,7 @@ async fn set_status(
         return Err(MatrixError::invalid_param("presence must be online, offline or unavailable"));
     }
     if status_msg.as_ref().is_some_and(|msg| msg.len() > MAX_STATUS_MSG_BYTES) {
-        return Err(MatrixError::invalid_param(format!(
-            "status_msg must be at most {MAX_STATUS_MSG_BYTES} bytes"
-        )));
+        return Err(MatrixError::invalid_param(format!("status_msg must be at most {MAX_STATUS_MSG_BYTES} bytes")));
     }
     let currently_active = presence == PresenceState::Online;
     let update = Presence { user_id, presence, status_msg, last_active_ts: now_ms(), currently_active, pos: 0 };

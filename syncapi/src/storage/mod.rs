@@ -5,6 +5,7 @@
 
 mod account_data;
 mod ephemeral;
+mod history;
 pub mod rooms;
 mod to_device;
 
@@ -14,8 +15,10 @@ pub use rooms::{MembershipChange, RoomEvent};
 use common::storage::{Db, Migration};
 use sqlx::AnyConnection;
 
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "sync projection", sql: include_str!("migrations/0001_sync.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "sync projection", sql: include_str!("migrations/0001_sync.sql") },
+    Migration { version: 3, name: "relations", sql: include_str!("migrations/0003_relations.sql") },
+];
 
 /// The kinds of data with their own stream positions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Room events, current state and membership changes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ruma::{OwnedEventId, RoomId, UserId};
 use sqlx::{AnyConnection, AssertSqlSafe};
@@ -25,7 +25,7 @@ pub struct RoomEvent {
     pub removes: Vec<String>,
 }
 
-type EventRow = (
+pub(super) type EventRow = (
     i64,
     String,
     String,
@@ -41,10 +41,11 @@ type EventRow = (
     String,
 );
 
-const EVENT_COLUMNS: &str = "pos, room_id, event_id, event_type, state_key, sender, json, redacted_because, visibility,
+pub(super) const EVENT_COLUMNS: &str =
+    "pos, room_id, event_id, event_type, state_key, sender, json, redacted_because, visibility,
      txn_device, txn_id, adds, removes";
 
-fn decode(row: EventRow) -> anyhow::Result<RoomEvent> {
+pub(super) fn decode(row: EventRow) -> anyhow::Result<RoomEvent> {
     let (
         pos,
         room_id,
@@ -128,6 +129,28 @@ impl Store {
         .execute(tx)
         .await?;
         Ok(result.rows_affected() == 1)
+    }
+
+    /// Rooms with new events, receipts or typing between two sets of
+    /// positions: what an incremental sync has to look at, found by position
+    /// ranges so the cost follows the delta, not the number of rooms.
+    pub async fn active_rooms(
+        &self,
+        since: &super::Positions,
+        to: &super::Positions,
+    ) -> anyhow::Result<HashSet<String>> {
+        let mut rooms = HashSet::new();
+        for (sql, from, until) in [
+            ("SELECT DISTINCT room_id FROM syncapi_room_events WHERE pos > $1 AND pos <= $2", since.events, to.events),
+            ("SELECT DISTINCT room_id FROM syncapi_receipts WHERE pos > $1 AND pos <= $2", since.receipts, to.receipts),
+            ("SELECT DISTINCT room_id FROM syncapi_typing WHERE pos > $1 AND pos <= $2", since.typing, to.typing),
+        ] {
+            if from < until {
+                let found: Vec<String> = sqlx::query_scalar(sql).bind(from).bind(until).fetch_all(self.pool()).await?;
+                rooms.extend(found);
+            }
+        }
+        Ok(rooms)
     }
 
     pub async fn event_known(&self, event_id: &str) -> anyhow::Result<bool> {

@@ -72,8 +72,13 @@ pub async fn add_rooms(
         }
     }
 
+    // An incremental sync looks only at rooms where something happened.
+    let active = if initial || request.full_state { None } else { Some(store.active_rooms(since, to).await?) };
     for room_id in store.rooms_with_membership(&request.user_id, "join").await? {
-        if !allowed(&room_id) {
+        let quiet = active.as_ref().is_some_and(|a| !a.contains(&room_id))
+            && !changed.contains_key(&room_id)
+            && !room_account_data.contains_key(&room_id);
+        if !allowed(&room_id) || quiet {
             continue;
         }
         let newly_joined = !initial

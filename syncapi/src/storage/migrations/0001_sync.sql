@@ -83,7 +83,8 @@ CREATE TABLE syncapi_receipts (
     ts BIGINT NOT NULL,
     PRIMARY KEY (room_id, user_id, receipt_type, thread_id)
 );
-CREATE INDEX syncapi_receipts_by_pos ON syncapi_receipts (room_id, pos);
+CREATE INDEX syncapi_receipts_by_room ON syncapi_receipts (room_id, pos);
+CREATE INDEX syncapi_receipts_by_pos ON syncapi_receipts (pos);
 CREATE TABLE syncapi_typing (
     room_id TEXT NOT NULL,
     user_id TEXT NOT NULL,
@@ -92,6 +93,7 @@ CREATE TABLE syncapi_typing (
     PRIMARY KEY (room_id, user_id)
 );
 CREATE INDEX syncapi_typing_by_room ON syncapi_typing (room_id, pos);
+CREATE INDEX syncapi_typing_by_pos ON syncapi_typing (pos);
 CREATE TABLE syncapi_account_data (
     user_id TEXT NOT NULL,
     room_id TEXT NOT NULL,
