@@ -17,7 +17,7 @@ use common::{
     Runtime, Service,
     api::userapi::TokenOwner,
     http::{MatrixError, RateLimiter},
-    storage::{Db, Migration},
+    storage::{Db, Migration, Outbox},
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -28,6 +28,11 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 2, name: "client transaction ids", sql: include_str!("migrations/0002_transactions.sql") },
     Migration { version: 3, name: "content reports", sql: include_str!("migrations/0003_reports.sql") },
+    Migration {
+        version: 4,
+        name: "send-to-device transaction ids",
+        sql: include_str!("migrations/0004_to_device_txns.sql"),
+    },
 ];
 
 /// What every handler works with.
@@ -36,6 +41,8 @@ pub struct App {
     pub db: Db,
     /// Login attempts per account, whatever the address.
     login_limiter: Option<RateLimiter<String>>,
+    /// What must be published once a change commits (send-to-device messages).
+    outbox: Outbox,
 }
 
 impl App {
@@ -57,6 +64,14 @@ fn own_account<'a>(caller: Option<&'a TokenOwner>, user_id: &UserId) -> Result<&
     Ok(caller)
 }
 
+/// Publishes what a committed change queued. The change stands either way:
+/// what cannot be published now, the outbox relay publishes later.
+async fn publish_now(outbox: &Outbox) {
+    if let Err(e) = outbox.flush().await {
+        tracing::warn!(error = format!("{e:#}"), "cannot publish yet; the outbox relay will");
+    }
+}
+
 /// The client address as userapi records it.
 fn ip_string(ip: Option<IpAddr>) -> Option<String> {
     ip.map(|ip| ip.to_string())
@@ -66,7 +81,15 @@ pub async fn run(rt: Runtime) -> anyhow::Result<Service> {
     let db = rt.database("clientapi", MIGRATIONS).await?;
     let limits = &rt.config.global.rate_limits;
     let login_limiter = RateLimiter::new(limits.enabled, limits.account_per_second, limits.account_burst);
-    let app = Arc::new(App { rt, db: db.clone(), login_limiter });
+    let outbox = Outbox::new(db.clone(), rt.bus.clone(), "clientapi");
+    rt.spawn("clientapi outbox relay", {
+        let (outbox, shutdown) = (outbox.clone(), rt.shutdown.clone());
+        async move {
+            outbox.relay(shutdown).await;
+            Ok(())
+        }
+    });
+    let app = Arc::new(App { rt, db: db.clone(), login_limiter, outbox });
     consumers::start(&app);
     Ok(Service { name: "clientapi", client_routes: routes::router(app), federation_routes: axum::Router::new(), db })
 }

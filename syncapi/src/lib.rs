@@ -7,6 +7,7 @@ mod consumers;
 mod filter;
 mod format;
 mod notifier;
+pub mod presence;
 mod routes;
 mod storage;
 mod sync;
@@ -15,7 +16,7 @@ mod visibility;
 
 use std::sync::Arc;
 
-use common::{Runtime, Service};
+use common::{Runtime, Service, storage::Outbox};
 
 use crate::{notifier::Notifier, storage::Store};
 
@@ -40,7 +41,16 @@ impl App {
 pub async fn run(rt: Runtime) -> anyhow::Result<Service> {
     let db = rt.database("syncapi", storage::MIGRATIONS).await?;
     let notifier = Notifier::start(&rt).await?;
+    rt.spawn("syncapi outbox relay", {
+        let (outbox, shutdown) = (Outbox::new(db.clone(), rt.bus.clone(), "syncapi"), rt.shutdown.clone());
+        async move {
+            outbox.relay(shutdown).await;
+            Ok(())
+        }
+    });
+    let presence_routes = presence::routes(rt.clone(), db.clone());
     let app = Arc::new(App { rt, store: Store::new(db.clone()), notifier });
     consumers::start(&app);
-    Ok(Service { name: "syncapi", client_routes: routes::router(app), federation_routes: axum::Router::new(), db })
+    let client_routes = routes::router(app).merge(presence_routes);
+    Ok(Service { name: "syncapi", client_routes, federation_routes: axum::Router::new(), db })
 }

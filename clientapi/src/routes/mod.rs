@@ -23,6 +23,7 @@ mod logout;
 mod members;
 mod profile;
 mod public_rooms;
+mod push_rules;
 mod read_markers;
 mod receipt;
 mod redact;
@@ -33,6 +34,7 @@ mod room_aliases;
 mod room_event;
 mod room_state;
 mod send;
+mod send_to_device;
 mod typing;
 mod unban;
 mod upgrade;
@@ -151,5 +153,12 @@ pub fn router(app: Arc<App>) -> Router {
         .ruma_guest::<ruma::api::client::room::get_room_event::v3::Request, _, _>(room_event::get_event)
         .ruma::<ruma::api::client::redact::redact_event::v3::Request, _, _>(redact::redact)
         .ruma::<ruma::api::client::room::upgrade_room::v3::Request, _, _>(upgrade::upgrade)
+        // Send-to-device messages
+        .ruma_guest::<ruma::api::client::to_device::send_event_to_device::v3::Request, _, _>(
+            send_to_device::send_to_device,
+        )
+        // Push rules (defaults until issue 6 lets clients change them)
+        .ruma_guest::<ruma::api::client::push::get_pushrules_all::v3::Request, _, _>(push_rules::get_all)
+        .ruma_guest::<ruma::api::client::push::get_pushrules_global_scope::v3::Request, _, _>(push_rules::get_global)
         .with_state(app)
 }

@@ -120,8 +120,17 @@ where
             .map_err(|e| MatrixError::invalid_param(format!("Invalid path parameter: {e}")))?;
         let bytes = read_body(body, ctx.max_body).await?;
         let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
-        let request = http::Request::from_parts(parts, bytes.as_ref());
-        match T::try_from_http_request(request, &path_args) {
+        let request = http::Request::from_parts(parts.clone(), bytes.as_ref());
+        let parsed = match T::try_from_http_request(request, &path_args) {
+            // No body where every field is optional, as matrix-nio's join
+            // sends and other servers accept: the same as `{}`.
+            Err(FromHttpRequestError::Deserialization(_)) if bytes.is_empty() => {
+                let empty_object = http::Request::from_parts(parts, b"{}".as_slice());
+                T::try_from_http_request(empty_object, &path_args)
+            }
+            parsed => parsed,
+        };
+        match parsed {
             Ok(body) => Ok(Ruma { body, user, client_ip, raw_body: bytes.clone() }),
             Err(FromHttpRequestError::MethodMismatch { .. }) => Err(MatrixError::method_not_allowed()),
             Err(FromHttpRequestError::Deserialization(DeserializationError::Json(e))) => {

@@ -3,6 +3,7 @@
 
 mod account_data;
 mod ephemeral;
+mod presence;
 mod room_events;
 mod to_device;
 
@@ -18,6 +19,7 @@ pub fn start(app: &Arc<App>) {
     spawn(app, "syncapi_typing", ephemeral::typing);
     spawn(app, "syncapi_account_data", account_data::handle);
     spawn(app, "syncapi_to_device", to_device::handle);
+    spawn(app, "syncapi_presence", presence::handle);
 }
 
 fn spawn<M, F, Fut>(app: &Arc<App>, durable: &'static str, handler: F)

@@ -13,7 +13,7 @@ use common::{
     bus::Bus,
     storage::{Db, Outbox, now_ms},
 };
-use ruma::{OwnedUserId, UserId, presence::PresenceState};
+use ruma::{UserId, presence::PresenceState};
 use serde_json::{Map, Value, json};
 
 pub use routes::routes;
@@ -56,17 +56,17 @@ pub async fn set_from_sync(db: &Db, bus: &Bus, user_id: &UserId, presence: Prese
     store_and_publish(db, bus, &update).await
 }
 
-/// `m.presence` events, as the client-server API shows them, for those of
-/// `users` whose presence changed after position `since`; and the position
-/// they bring the caller up to.
-pub async fn changes_since(db: &Db, since: i64, users: &[OwnedUserId]) -> anyhow::Result<(Vec<Value>, i64)> {
+/// `m.presence` events, as the client-server API shows them, for the users
+/// `viewer` shares a room with (and `viewer`) whose presence changed after
+/// position `since`; and the position they bring the caller up to.
+pub async fn changes_since(db: &Db, since: i64, viewer: &UserId) -> anyhow::Result<(Vec<Value>, i64)> {
     // The position first: a change committing meanwhile is left for next time.
     let until = max_position(db).await?;
-    if since >= until || users.is_empty() {
+    if since >= until {
         return Ok((Vec::new(), until));
     }
     let now = now_ms();
-    let events = storage::changed_between(db, since, until, users)
+    let events = storage::changed_for(db, since, until, viewer)
         .await?
         .iter()
         .map(|p| json!({ "type": "m.presence", "sender": p.user_id, "content": client_content(p, now) }))

@@ -54,28 +54,23 @@ pub async fn max_position(db: &Db) -> anyhow::Result<i64> {
     Ok(sqlx::query_scalar("SELECT pos FROM syncapi_presence_position WHERE id = 1").fetch_one(db.pool()).await?)
 }
 
-/// Users per query, well under every database's limit on parameters.
-const CHUNK: usize = 500;
-
-/// The presence of those of `users` that changed in `(since, until]`.
-pub async fn changed_between(db: &Db, since: i64, until: i64, users: &[OwnedUserId]) -> anyhow::Result<Vec<Presence>> {
-    let mut changed = Vec::new();
-    for chunk in users.chunks(CHUNK) {
-        let placeholders: Vec<String> = (3..chunk.len() + 3).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT {COLUMNS} FROM syncapi_presence WHERE pos > $1 AND pos <= $2 AND user_id IN ({}) ORDER BY pos",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query_as::<_, Row>(AssertSqlSafe(sql)).bind(since).bind(until);
-        for user in chunk {
-            query = query.bind(user.as_str());
-        }
-        for row in query.fetch_all(db.pool()).await? {
-            changed.push(from_row(row)?);
-        }
-    }
-    changed.sort_by_key(|p| p.pos);
-    Ok(changed)
+/// The presence changes in `(since, until]` that `viewer` may see: their
+/// own, and those of users they share a joined room with. Found from the
+/// changes in the range, so the cost follows the changes, not the rooms.
+pub async fn changed_for(db: &Db, since: i64, until: i64, viewer: &UserId) -> anyhow::Result<Vec<Presence>> {
+    let rows: Vec<Row> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM syncapi_presence p WHERE pos > $1 AND pos <= $2 AND (user_id = $3 OR EXISTS (
+             SELECT 1 FROM syncapi_current_state mine JOIN syncapi_current_state theirs ON theirs.room_id = mine.room_id
+             WHERE mine.event_type = 'm.room.member' AND mine.state_key = $3 AND mine.membership = 'join'
+               AND theirs.event_type = 'm.room.member' AND theirs.state_key = p.user_id AND theirs.membership = 'join'))
+         ORDER BY pos"
+    )))
+    .bind(since)
+    .bind(until)
+    .bind(viewer.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter().map(from_row).collect()
 }
 
 /// Stores `presence` (its `pos` is ignored) under a new position and queues

@@ -38,7 +38,7 @@ pub async fn reader(app: &App, room_id: &RoomId, user_id: &UserId) -> Result<Vie
     Ok(Viewer::load(store, room_id.as_str(), user_id.as_str()).await?)
 }
 
-async fn world_readable(store: &Store, room_id: &str) -> anyhow::Result<bool> {
+pub async fn world_readable(store: &Store, room_id: &str) -> anyhow::Result<bool> {
     let json = store.current_state_json(room_id, "m.room.history_visibility", "").await?;
     Ok(json
         .and_then(|j| serde_json::from_str::<Value>(&j).ok())
@@ -120,4 +120,31 @@ pub fn filter_allows(filter: &ruma::api::client::filter::RoomEventFilter, event:
     let candidate =
         Candidate { event_type: &event.event_type, sender: &event.sender, room_id: &event.room_id, json: &event.json };
     filter::room_event_allows(filter, &candidate)
+}
+
+/// The member events of `senders` in the room's state at position `at`
+/// (their current ones where the projection holds no change), for lazy loading.
+pub async fn member_state(store: &Store, room_id: &str, at: i64, senders: &[String]) -> anyhow::Result<Vec<Value>> {
+    let mut senders = senders.to_vec();
+    senders.sort();
+    senders.dedup();
+    let mut ids: Vec<String> = Vec::new();
+    let found = store.member_events_at(room_id, at, Some(&senders)).await?;
+    let missing: Vec<(String, String)> = senders
+        .iter()
+        .filter(|s| !found.iter().any(|(user, _)| user == *s))
+        .map(|s| ("m.room.member".to_owned(), s.clone()))
+        .collect();
+    ids.extend(found.into_iter().map(|(_, id)| id));
+    ids.extend(store.current_state_of(room_id, &missing).await?.into_values());
+    ids.sort();
+    ids.dedup();
+    let jsons = store.state_events(&ids).await?;
+    let mut state = Vec::new();
+    for id in &ids {
+        if let Some((_, json)) = jsons.get(id) {
+            state.push(crate::format::state_event(id, room_id, json, true)?);
+        }
+    }
+    Ok(state)
 }

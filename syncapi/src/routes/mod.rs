@@ -1,12 +1,31 @@
 //! One module per path that syncapi serves.
 
 mod sync;
+// Room history
+mod context;
+mod history;
+mod joined_members;
+mod members;
+mod messages;
+mod relations;
+mod threads;
+mod timestamp_to_event;
 
 use std::sync::Arc;
 
 use axum::Router;
 use common::http::RumaRouter;
-use ruma::api::client::sync::sync_events;
+use ruma::api::client::{
+    context::get_context,
+    membership::{get_member_events, joined_members as joined_members_api},
+    message::get_message_events,
+    relations::{
+        get_relating_events, get_relating_events_with_rel_type, get_relating_events_with_rel_type_and_event_type,
+    },
+    room::get_event_by_timestamp,
+    sync::sync_events,
+    threads::get_threads,
+};
 
 use crate::App;
 
@@ -14,5 +33,17 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         // Sync
         .ruma_guest::<sync_events::v3::Request, _, _>(sync::sync)
+        // Room history
+        .ruma_guest::<get_message_events::v3::Request, _, _>(messages::messages)
+        .ruma_guest::<get_context::v3::Request, _, _>(context::context)
+        .ruma::<get_relating_events::v1::Request, _, _>(relations::relations)
+        .ruma::<get_relating_events_with_rel_type::v1::Request, _, _>(relations::relations_of_type)
+        .ruma::<get_relating_events_with_rel_type_and_event_type::v1::Request, _, _>(
+            relations::relations_of_type_and_event_type,
+        )
+        .ruma::<get_threads::v1::Request, _, _>(threads::threads)
+        .ruma::<get_event_by_timestamp::v1::Request, _, _>(timestamp_to_event::timestamp_to_event)
+        .ruma_guest::<get_member_events::v3::Request, _, _>(members::get_member_events)
+        .ruma_guest::<joined_members_api::v3::Request, _, _>(joined_members::joined_members)
         .with_state(app)
 }

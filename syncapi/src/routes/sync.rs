@@ -41,6 +41,9 @@ pub async fn sync(
         filter,
         full_state: body.full_state,
     };
+    crate::presence::set_from_sync(&app.store.db, &app.rt.bus, &user.user_id, body.set_presence.clone())
+        .await
+        .map_err(|e| MatrixError::internal(format!("{e:#}")))?;
     let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
     let deadline = tokio::time::Instant::now() + timeout;
     // Listening before reading: whatever commits after the read wakes us.

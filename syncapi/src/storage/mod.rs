@@ -5,7 +5,7 @@
 
 mod account_data;
 mod ephemeral;
-mod history;
+pub mod history;
 pub mod rooms;
 mod to_device;
 
@@ -17,6 +17,7 @@ use sqlx::AnyConnection;
 
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "sync projection", sql: include_str!("migrations/0001_sync.sql") },
+    Migration { version: 2, name: "presence", sql: crate::presence::MIGRATION_SQL },
     Migration { version: 3, name: "relations", sql: include_str!("migrations/0003_relations.sql") },
 ];
 

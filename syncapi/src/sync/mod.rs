@@ -74,7 +74,14 @@ pub async fn respond(app: &App, request: &Request) -> anyhow::Result<Response> {
     rooms::add_rooms(app, request, &since, &to, &ignored, &mut response).await?;
     add_account_data(app, request, &since, &to, &mut response).await?;
     let to_device_pos = add_to_device(app, request, &since, &to, &mut response).await?;
-    let next = Token { positions: Positions { to_device: to_device_pos, ..to }, presence: 0 };
+    let since_presence = request.since.map(|t| t.presence).unwrap_or_default();
+    let (presence, presence_pos) =
+        crate::presence::changes_since(&app.store.db, since_presence, &request.user_id).await?;
+    response.presence = presence
+        .into_iter()
+        .filter(|p| filter::allows(&request.filter.presence, "m.presence", p["sender"].as_str().unwrap_or_default()))
+        .collect();
+    let next = Token { positions: Positions { to_device: to_device_pos, ..to }, presence: presence_pos };
     response.next_batch = next.to_string();
     Ok(response)
 }
