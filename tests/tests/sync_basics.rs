@@ -67,3 +67,23 @@ async fn initial_then_incremental_sync_and_a_waking_long_poll() {
         since = answer["next_batch"].as_str().unwrap().to_owned();
     }
 }
+
+/// `use_state_after`: the state runs to the end of the timeline, in `state_after`.
+#[tokio::test]
+async fn state_after_covers_the_timeline() {
+    let deployment = Deployment::start(Mode::Monolith).await;
+    let alice = deployment.new_user().await;
+    let room = alice.post("/createRoom", json!({"preset": "private_chat"})).await.expect(200);
+    let room_id = room["room_id"].as_str().unwrap().to_owned();
+    let since = alice.get("/sync").await.expect(200)["next_batch"].as_str().unwrap().to_owned();
+    alice.put(&format!("/rooms/{room_id}/state/m.room.topic/"), json!({"topic": "new"})).await.expect(200);
+    let answer = alice.get(&format!("/sync?since={since}&use_state_after=true&timeout=10000")).await.expect(200);
+    let joined = &answer["rooms"]["join"][&room_id];
+    assert!(joined.get("state").is_none(), "{joined}");
+    let after: Vec<&Value> = joined["state_after"]["events"].as_array().unwrap().iter().collect();
+    assert_eq!(after.len(), 1, "{joined}");
+    assert_eq!(after[0]["content"]["topic"], "new");
+    // Without it: the topic is in the timeline, and the state before it is empty.
+    let answer = alice.get(&format!("/sync?since={since}")).await.expect(200);
+    assert_eq!(answer["rooms"]["join"][&room_id]["state"]["events"], json!([]));
+}

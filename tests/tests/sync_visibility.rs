@@ -98,7 +98,9 @@ async fn ignored_users_are_hidden() {
     let alice = deployment.new_user().await;
     let bob = deployment.new_user().await;
     let carol = deployment.new_user().await;
-    let room = create_room(&alice, json!({"preset": "public_chat"})).await;
+    let room =
+        create_room(&alice, json!({"preset": "public_chat", "power_level_content_override": {"state_default": 0}}))
+            .await;
     join(&bob, &room).await;
     join(&carol, &room).await;
     let t0 = settled_token(&bob, None, &room).await;

@@ -43,7 +43,5 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .ruma::<get_threads::v1::Request, _, _>(threads::threads)
         .ruma::<get_event_by_timestamp::v1::Request, _, _>(timestamp_to_event::timestamp_to_event)
-        .ruma_guest::<get_member_events::v3::Request, _, _>(members::get_member_events)
-        .ruma_guest::<joined_members_api::v3::Request, _, _>(joined_members::joined_members)
         .with_state(app)
 }

@@ -40,6 +40,7 @@ pub async fn sync(
         since,
         filter,
         full_state: body.full_state,
+        use_state_after: body.use_state_after,
     };
     crate::presence::set_from_sync(&app.store.db, &app.rt.bus, &user.user_id, body.set_presence.clone())
         .await

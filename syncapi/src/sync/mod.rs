@@ -19,6 +19,8 @@ pub struct Request {
     pub since: Option<Token>,
     pub filter: FilterDefinition,
     pub full_state: bool,
+    /// Give the state at the end of the timeline (`state_after`) instead of at its start.
+    pub use_state_after: bool,
 }
 
 impl Request {

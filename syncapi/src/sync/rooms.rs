@@ -103,7 +103,7 @@ pub async fn add_rooms(
         let prev_batch = Token { positions: Positions { events: entry.start, ..*to }, presence: 0 }.to_string();
         let mut room = json!({
             "timeline": { "events": std::mem::take(&mut entry.timeline), "limited": entry.limited, "prev_batch": prev_batch },
-            "state": { "events": std::mem::take(&mut entry.state) },
+            state_field(request): { "events": std::mem::take(&mut entry.state) },
             "ephemeral": { "events": ephemeral },
             "account_data": { "events": data },
             "unread_notifications": { "notification_count": 0, "highlight_count": 0 },
@@ -171,7 +171,7 @@ pub async fn add_rooms(
         let prev_batch = Token { positions: Positions { events: entry.start, ..*to }, presence: 0 }.to_string();
         let room = json!({
             "timeline": { "events": entry.timeline, "limited": entry.limited, "prev_batch": prev_batch },
-            "state": { "events": entry.state },
+            state_field(request): { "events": entry.state },
             "account_data": { "events": [] },
         });
         response.leave.insert(change.room_id.clone(), room);
@@ -213,15 +213,25 @@ async fn room_entry(app: &App, request: &Request, window: &Window<'_>, ignored: 
         })
         .collect();
 
-    let state = if window.full_state {
-        state::full_state_at(store, window.room_id, start).await?
-    } else if limited {
-        state::changed_state_at(store, window.room_id, window.from, start).await?
+    // With `use_state_after` the state runs to the end of the timeline, and
+    // covers every change since the token whether the timeline shows it or not.
+    let state_at = if request.use_state_after { window.to } else { start };
+    let mut state = if window.full_state {
+        state::full_state_at(store, window.room_id, state_at).await?
+    } else if limited || request.use_state_after {
+        state::changed_state_at(store, window.room_id, window.from, state_at).await?
     } else {
         HashMap::new()
     };
     let lazy = matches!(request.filter.room.state.lazy_load_options, LazyLoadOptions::Enabled { .. });
     let senders: HashSet<&str> = shown.iter().map(|e| e.sender.as_str()).collect();
+    if lazy && !window.full_state {
+        // Lazy-loading clients learn of members from the senders they see;
+        // which member events a client already has is not tracked, so the
+        // senders' member events always come along.
+        let keys = senders.iter().map(|s| ("m.room.member".to_owned(), (*s).to_owned())).collect();
+        state.extend(state::values_at(store, window.room_id, state_at, keys).await?);
+    }
     let state_filter = &request.filter.room.state;
     let mut wanted: Vec<String> = state
         .iter()
@@ -336,6 +346,11 @@ async fn summary(app: &App, room_id: &str, user: &str) -> anyhow::Result<Value> 
         "m.joined_member_count": joined.len(),
         "m.invited_member_count": invited.len(),
     }))
+}
+
+/// Where a room's state goes: `state`, or `state_after` for clients that asked for it.
+fn state_field(request: &Request) -> &'static str {
+    if request.use_state_after { "state_after" } else { "state" }
 }
 
 /// An event as stripped state: type, state key, content, sender.

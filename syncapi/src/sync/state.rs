@@ -57,6 +57,19 @@ pub async fn changed_state_at(
         return Ok(HashMap::new());
     }
     let keys: HashSet<StateKey> = store.state_events(&ids).await?.into_values().map(|(key, _)| key).collect();
+    values_at(store, room_id, at, keys).await
+}
+
+/// The values after `at` of some keys of the room's state (keys absent then are left out).
+pub async fn values_at(
+    store: &Store,
+    room_id: &str,
+    at: i64,
+    keys: HashSet<StateKey>,
+) -> anyhow::Result<HashMap<StateKey, String>> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
     let key_list: Vec<StateKey> = keys.iter().cloned().collect();
     let mut state = store.current_state_of(room_id, &key_list).await?;
     let later = store.state_changes(room_id, at, i64::MAX).await?;
