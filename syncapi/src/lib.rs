@@ -39,6 +39,16 @@ impl App {
 }
 
 pub async fn run(rt: Runtime) -> anyhow::Result<Service> {
+    start(rt, false).await
+}
+
+/// As a process of its own, syncapi also answers the member lists (from its
+/// projection), which clientapi answers in the monolith.
+pub async fn run_alone(rt: Runtime) -> anyhow::Result<Service> {
+    start(rt, true).await
+}
+
+async fn start(rt: Runtime, member_lists: bool) -> anyhow::Result<Service> {
     let db = rt.database("syncapi", storage::MIGRATIONS).await?;
     let notifier = Notifier::start(&rt).await?;
     rt.spawn("syncapi outbox relay", {
@@ -51,6 +61,6 @@ pub async fn run(rt: Runtime) -> anyhow::Result<Service> {
     let presence_routes = presence::routes(rt.clone(), db.clone());
     let app = Arc::new(App { rt, store: Store::new(db.clone()), notifier });
     consumers::start(&app);
-    let client_routes = routes::router(app).merge(presence_routes);
+    let client_routes = routes::router(app, member_lists).merge(presence_routes);
     Ok(Service { name: "syncapi", client_routes, federation_routes: axum::Router::new(), db })
 }

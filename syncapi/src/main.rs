@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    common::runtime::component_main("syncapi", syncapi::run)
+    common::runtime::component_main("syncapi", syncapi::run_alone)
 }

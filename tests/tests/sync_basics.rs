@@ -87,3 +87,38 @@ async fn state_after_covers_the_timeline() {
     let answer = alice.get(&format!("/sync?since={since}")).await.expect(200);
     assert_eq!(answer["rooms"]["join"][&room_id]["state"]["events"], json!([]));
 }
+
+/// Typing shows in sync, and ends by itself when its timeout lapses.
+#[tokio::test]
+async fn typing_lapses_by_itself() {
+    let deployment = Deployment::start(Mode::Polylith).await;
+    let alice = deployment.new_user().await;
+    let bob = deployment.new_user().await;
+    let room = alice.post("/createRoom", json!({"preset": "public_chat"})).await.expect(200);
+    let room_id = room["room_id"].as_str().unwrap().to_owned();
+    bob.post(&format!("/rooms/{room_id}/join"), json!({})).await.expect(200);
+    let mut since = bob.get("/sync").await.expect(200)["next_batch"].as_str().unwrap().to_owned();
+    let typing_path = format!("/rooms/{room_id}/typing/{}", tests::client::enc(&alice.user_id));
+    alice.put(&typing_path, json!({"typing": true, "timeout": 1500})).await.expect(200);
+
+    let typers = |answer: &Value| -> Option<Value> {
+        answer["rooms"]["join"][&room_id]["ephemeral"]["events"]
+            .as_array()?
+            .iter()
+            .find(|e| e["type"] == "m.typing")
+            .map(|e| e["content"]["user_ids"].clone())
+    };
+    let mut seen = Vec::new();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(15) {
+        let answer = bob.get(&format!("/sync?since={since}&timeout=5000")).await.expect(200);
+        since = answer["next_batch"].as_str().unwrap().to_owned();
+        if let Some(users) = typers(&answer) {
+            seen.push(users.clone());
+            if users == json!([]) {
+                break;
+            }
+        }
+    }
+    assert_eq!(seen, vec![json!([alice.user_id]), json!([])], "typing started, then lapsed");
+}

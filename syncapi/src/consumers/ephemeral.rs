@@ -49,3 +49,26 @@ pub async fn typing(app: Arc<App>, msg: OutputTypingEvent) -> Result<(), Handler
     app.wake_local(members).await;
     Ok(())
 }
+
+/// Typing that lapses without a "stopped" message still stops: once a second
+/// the lapsed entries are ended, and the rooms' members woken.
+pub async fn expire_typing(app: Arc<App>) -> anyhow::Result<()> {
+    let shutdown = app.rt.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        match app.store.expire_typing(common::storage::now_ms()).await {
+            Ok(rooms) => {
+                for room in rooms {
+                    match app.store.members(&room, "join").await {
+                        Ok(members) => app.wake_local(members).await,
+                        Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot wake after typing lapsed"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot end lapsed typing"),
+        }
+    }
+}

@@ -20,6 +20,8 @@ pub fn start(app: &Arc<App>) {
     spawn(app, "syncapi_account_data", account_data::handle);
     spawn(app, "syncapi_to_device", to_device::handle);
     spawn(app, "syncapi_presence", presence::handle);
+    let expiring = app.clone();
+    app.rt.spawn("syncapi typing expiry", async move { ephemeral::expire_typing(expiring).await });
 }
 
 fn spawn<M, F, Fut>(app: &Arc<App>, durable: &'static str, handler: F)

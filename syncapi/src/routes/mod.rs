@@ -29,8 +29,10 @@ use ruma::api::client::{
 
 use crate::App;
 
-pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+/// `member_lists`: also `/members` and `/joined_members`, which clientapi
+/// answers in the monolith (one router cannot hold two handlers for a path).
+pub fn router(app: Arc<App>, member_lists: bool) -> Router {
+    let router = Router::new()
         // Sync
         .ruma_guest::<sync_events::v3::Request, _, _>(sync::sync)
         // Room history
@@ -42,6 +44,13 @@ pub fn router(app: Arc<App>) -> Router {
             relations::relations_of_type_and_event_type,
         )
         .ruma::<get_threads::v1::Request, _, _>(threads::threads)
-        .ruma::<get_event_by_timestamp::v1::Request, _, _>(timestamp_to_event::timestamp_to_event)
-        .with_state(app)
+        .ruma::<get_event_by_timestamp::v1::Request, _, _>(timestamp_to_event::timestamp_to_event);
+    let router = if member_lists {
+        router
+            .ruma_guest::<get_member_events::v3::Request, _, _>(members::get_member_events)
+            .ruma_guest::<joined_members_api::v3::Request, _, _>(joined_members::joined_members)
+    } else {
+        router
+    };
+    router.with_state(app)
 }

@@ -120,3 +120,41 @@ impl Store {
         Ok(Some(rows.into_iter().map(|(user_id, expires_ts)| Typing { user_id, expires_ts }).collect()))
     }
 }
+
+impl Store {
+    /// Ends typing that lapsed by `now_ms` under a new typing position;
+    /// returns the rooms it changed. Instances may race: each lapsed row is
+    /// ended once, by whichever transaction takes it first.
+    pub async fn expire_typing(&self, now_ms: i64) -> anyhow::Result<Vec<String>> {
+        let lapsed: Vec<(String, String)> =
+            sqlx::query_as("SELECT room_id, user_id FROM syncapi_typing WHERE expires_ts > 0 AND expires_ts <= $1")
+                .bind(now_ms)
+                .fetch_all(self.pool())
+                .await?;
+        if lapsed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool().begin().await?;
+        let pos = self.next_position(&mut tx, super::Kind::Typing).await?;
+        let mut rooms = Vec::new();
+        for (room_id, user_id) in lapsed {
+            let ended = sqlx::query(
+                "UPDATE syncapi_typing SET expires_ts = 0, pos = $1
+                 WHERE room_id = $2 AND user_id = $3 AND expires_ts > 0 AND expires_ts <= $4",
+            )
+            .bind(pos)
+            .bind(&room_id)
+            .bind(&user_id)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            if ended.rows_affected() == 1 {
+                rooms.push(room_id);
+            }
+        }
+        tx.commit().await?;
+        rooms.sort();
+        rooms.dedup();
+        Ok(rooms)
+    }
+}
