@@ -102,6 +102,23 @@ async fn worked_example(mode: Mode) {
     let timeline = timeline_ids(room);
     assert!(state_ids(room).iter().all(|id| !timeline.contains(id)), "the state is before the timeline: {answer}");
 
+    // full_state with nothing new: the room is there with its whole current state, [A, B', C, D''''] of ours.
+    let answer = sync(&alice, &format!("since={}&full_state=true&filter={}", after[15], limit(5))).await;
+    let room = &answer["rooms"]["join"][&room_id];
+    assert_eq!(timeline_ids(room), Vec::<String>::new(), "{answer}");
+    let ours: Vec<String> = room["state"]["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the room with full_state: {answer}"))
+        .iter()
+        .filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("test.")))
+        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        sorted(ours),
+        sorted(vec![ids[1].clone(), ids[12].clone(), ids[3].clone(), ids[14].clone()]),
+        "{answer}"
+    );
+
     // An initial sync gives the same timeline, and the full state at its start.
     let answer = sync(&alice, &format!("filter={}", limit(5))).await;
     let room = &answer["rooms"]["join"][&room_id];

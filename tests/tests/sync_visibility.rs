@@ -210,3 +210,35 @@ async fn redacted_events_are_sent_redacted() {
     }
     assert!(!sync(&bob, "").await.to_string().contains("oops, a secret"));
 }
+
+/// Hidden events do not take the places of those shown: the limit counts what the user gets.
+#[tokio::test]
+async fn ignored_users_do_not_use_up_the_timeline_limit() {
+    let deployment = Deployment::start(Mode::Polylith).await;
+    let alice = deployment.new_user().await;
+    let bob = deployment.new_user().await;
+    let carol = deployment.new_user().await;
+    let room = create_room(&alice, json!({"preset": "public_chat"})).await;
+    join(&bob, &room).await;
+    join(&carol, &room).await;
+    let ignore = format!("/user/{}/account_data/m.ignored_user_list", enc(&bob.user_id));
+    bob.put(&ignore, json!({"ignored_users": {carol.user_id.as_str(): {}}})).await.expect(200);
+    let t0 = settled_token(&bob, None, &room).await;
+    for body in ["a1", "a2", "a3"] {
+        send_text(&alice, &room, body).await;
+    }
+    let mut last = String::new();
+    for i in 0..6 {
+        last = send_text(&carol, &room, &format!("c{i}")).await;
+    }
+    token_after(&alice, None, &last).await;
+
+    let limit = filter(json!({"room": {"timeline": {"limit": 3}}}));
+    for query in [format!("since={t0}&filter={limit}"), format!("filter={limit}")] {
+        let answer = sync(&bob, &query).await;
+        let entry = answer["rooms"]["join"]
+            .get(&room)
+            .unwrap_or_else(|| panic!("{query}: no room, though alice's messages are new: {answer}"));
+        assert_eq!(bodies(entry), ["a1", "a2", "a3"], "{query}: {answer}");
+    }
+}

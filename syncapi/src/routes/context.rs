@@ -31,17 +31,17 @@ pub async fn context(
     let user = request.require_user()?;
     let body = &request.body;
     let room_id = body.room_id.as_str();
-    let viewer = history::reader(&app, &body.room_id, &user.user_id).await?;
+    let reader = history::reader(&app, &body.room_id, &user.user_id).await?;
     let event = app
         .store
         .room_event(body.event_id.as_str())
         .await?
-        .filter(|e| e.room_id == room_id && viewer.may_see(e))
+        .filter(|e| e.room_id == room_id && reader.may_see(e))
         .ok_or_else(|| MatrixError::not_found("Event not found"))?;
     let now = Token { positions: app.store.positions().await?, presence: 0 };
     let limit = u64::from(body.limit).min(MAX_LIMIT) as usize;
     let before_limit = limit / 2;
-    let keep = |e: &RoomEvent| viewer.may_see(e) && filter_allows(&body.filter, e);
+    let keep = |e: &RoomEvent| reader.may_see(e) && filter_allows(&body.filter, e);
     let source = Source::Room { room_id };
     let before_page = Page { backward: true, cursor: event.pos - 1, bound: 0, limit: 0 };
     let before = history::scan(&app.store, &source, before_page, before_limit, keep).await?;

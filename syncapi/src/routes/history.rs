@@ -3,7 +3,11 @@
 //! request, and pagination tokens.
 
 use common::{
-    api::roomserver::{QueryMembership, QueryMembershipRequest},
+    api::{
+        roomserver::{QueryMembership, QueryMembershipRequest},
+        userapi::{QueryAccountData, QueryAccountDataRequest},
+    },
+    bus::{RemoteErrorKind, RpcError},
     http::MatrixError,
 };
 use ruma::{RoomId, UserId};
@@ -23,9 +27,22 @@ const MAX_SCANNED: usize = 5000;
 /// Fewest rows read at a time.
 const MIN_BATCH: usize = 20;
 
-/// The viewer of the room's history, or 403 when the user has forgotten the
+/// Who reads a room's history: what the history visibility lets them see,
+/// less what the users they ignore sent (state events excepted, as in `/sync`).
+pub struct Reader {
+    viewer: Viewer,
+    ignored: Vec<String>,
+}
+
+impl Reader {
+    pub fn may_see(&self, event: &RoomEvent) -> bool {
+        self.viewer.may_see(event) && (event.state_key.is_some() || !self.ignored.contains(&event.sender))
+    }
+}
+
+/// The reader of the room's history, or 403 when the user has forgotten the
 /// room, or was never in it and it is not world readable.
-pub async fn reader(app: &App, room_id: &RoomId, user_id: &UserId) -> Result<Viewer, MatrixError> {
+pub async fn reader(app: &App, room_id: &RoomId, user_id: &UserId) -> Result<Reader, MatrixError> {
     let request = QueryMembershipRequest { room_id: room_id.to_owned(), user_id: user_id.to_owned() };
     if app.rt.bus.call::<QueryMembership>(&request).await?.forgotten {
         return Err(MatrixError::forbidden("You have forgotten this room"));
@@ -35,7 +52,24 @@ pub async fn reader(app: &App, room_id: &RoomId, user_id: &UserId) -> Result<Vie
     if !ever_member && !world_readable(store, room_id.as_str()).await? {
         return Err(MatrixError::forbidden("You are not a member of this room and were never one"));
     }
-    Ok(Viewer::load(store, room_id.as_str(), user_id.as_str()).await?)
+    let viewer = Viewer::load(store, room_id.as_str(), user_id.as_str()).await?;
+    Ok(Reader { viewer, ignored: ignored_users(app, user_id).await? })
+}
+
+/// The users on `user_id`'s `m.ignored_user_list`.
+async fn ignored_users(app: &App, user_id: &UserId) -> Result<Vec<String>, MatrixError> {
+    let request = QueryAccountDataRequest {
+        user_id: user_id.to_owned(),
+        room_id: None,
+        data_type: "m.ignored_user_list".to_owned(),
+    };
+    let raw = match app.rt.bus.call::<QueryAccountData>(&request).await {
+        Ok(raw) => raw,
+        Err(RpcError::Remote(e)) if e.kind == RemoteErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let content: Value = serde_json::from_str(raw.get()).map_err(anyhow::Error::from)?;
+    Ok(content["ignored_users"].as_object().map(|users| users.keys().cloned().collect()).unwrap_or_default())
 }
 
 pub async fn world_readable(store: &Store, room_id: &str) -> anyhow::Result<bool> {

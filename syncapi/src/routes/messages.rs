@@ -33,7 +33,7 @@ pub async fn messages(
         None => Token { positions: crate::storage::Positions { events: 0, ..now }, presence: 0 },
     };
     let to = body.to.as_deref().map(parse_token).transpose()?;
-    let viewer = history::reader(&app, &body.room_id, &user.user_id).await?;
+    let reader = history::reader(&app, &body.room_id, &user.user_id).await?;
     let bound = match (backward, to) {
         (true, to) => to.map_or(0, |t| t.positions.events),
         (false, to) => to.map_or(now.events, |t| t.positions.events.min(now.events)),
@@ -41,7 +41,7 @@ pub async fn messages(
     let limit = u64::from(body.limit).min(MAX_LIMIT) as usize;
     let page = Page { backward, cursor: from.positions.events, bound, limit: 0 };
     let scanned = history::scan(&app.store, &Source::Room { room_id }, page, limit, |e| {
-        viewer.may_see(e) && filter_allows(&body.filter, e)
+        reader.may_see(e) && filter_allows(&body.filter, e)
     })
     .await?;
 

@@ -104,12 +104,12 @@ async fn answer(
     user: &common::api::userapi::TokenOwner,
     query: Query<'_>,
 ) -> Result<Json<Value>, MatrixError> {
-    let viewer = history::reader(app, query.room_id, &user.user_id).await?;
+    let reader = history::reader(app, query.room_id, &user.user_id).await?;
     let room_id = query.room_id.as_str();
     app.store
         .room_event(query.event_id.as_str())
         .await?
-        .filter(|e| e.room_id == room_id && viewer.may_see(e))
+        .filter(|e| e.room_id == room_id && reader.may_see(e))
         .ok_or_else(|| MatrixError::not_found("Unknown parent event"))?;
     let backward = query.dir == Direction::Backward;
     let now = Token { positions: app.store.positions().await?, presence: 0 };
@@ -133,7 +133,7 @@ async fn answer(
         event_type: query.event_type.as_deref(),
     };
     let page = Page { backward, cursor: from.positions.events, bound, limit: 0 };
-    let scanned = history::scan(&app.store, &source, page, limit, |e| viewer.may_see(e)).await?;
+    let scanned = history::scan(&app.store, &source, page, limit, |e| reader.may_see(e)).await?;
     let mut answer = json!({
         "chunk": scanned
             .events

@@ -21,7 +21,7 @@ pub async fn timestamp_to_event(
 ) -> Result<Json<Value>, MatrixError> {
     let user = request.require_user()?;
     let body = &request.body;
-    let viewer = history::reader(&app, &body.room_id, &user.user_id).await?;
+    let reader = history::reader(&app, &body.room_id, &user.user_id).await?;
     let backward = body.dir == Direction::Backward;
     let ts = i64::from(body.ts.get());
     let mut seen = None;
@@ -30,7 +30,7 @@ pub async fn timestamp_to_event(
         let events = app.store.events_by_ts(body.room_id.as_str(), backward, ts, seen, BATCH).await?;
         let exhausted = (events.len() as i64) < BATCH;
         for (event_ts, event) in events {
-            if viewer.may_see(&event) {
+            if reader.may_see(&event) {
                 return Ok(Json(json!({ "event_id": event.event_id, "origin_server_ts": event_ts })));
             }
             seen = Some((event_ts, event.pos));

@@ -304,11 +304,11 @@ impl Store {
         .await?)
     }
 
-    /// Users of the room by current membership.
+    /// Users of the room by current membership, in the order their member events arrived.
     pub async fn members(&self, room_id: &str, membership: &str) -> anyhow::Result<Vec<String>> {
         Ok(sqlx::query_scalar(
             "SELECT state_key FROM syncapi_current_state WHERE room_id = $1 AND event_type = 'm.room.member'
-             AND membership = $2",
+             AND membership = $2 ORDER BY pos",
         )
         .bind(room_id)
         .bind(membership)

@@ -21,6 +21,9 @@ use crate::{
 const DEFAULT_TIMELINE_LIMIT: u64 = 10;
 /// Most timeline events per room a filter may ask for.
 const MAX_TIMELINE_LIMIT: u64 = 100;
+/// Room events read per page while filling a timeline, and at most in all.
+const SCAN_PAGE: i64 = 50;
+const MAX_SCANNED: usize = 2000;
 /// Members named as a room's heroes.
 const HEROES: usize = 5;
 /// The state an invitee or knocker sees of a room.
@@ -116,7 +119,8 @@ pub async fn add_rooms(
     }
 
     for (room_id, pos, json, stripped) in store.invites(&request.user_id).await? {
-        if !allowed(&room_id) || (!initial && pos <= since.events) {
+        // Invites written after `to` come with a later token.
+        if !allowed(&room_id) || (!initial && pos <= since.events) || pos > to.events {
             continue;
         }
         let invite: Value = serde_json::from_str(&json)?;
@@ -195,51 +199,80 @@ async fn room_entry(app: &App, request: &Request, window: &Window<'_>, ignored: 
     let timeline_filter = &request.filter.room.timeline;
     let limit =
         timeline_filter.limit.map(u64::from).unwrap_or(DEFAULT_TIMELINE_LIMIT).clamp(1, MAX_TIMELINE_LIMIT) as usize;
-    let mut events = store.timeline(window.room_id, window.from, window.to, limit as i64 + 1).await?;
-    let limited = events.len() > limit;
-    if limited {
-        events.remove(0);
-    }
-    let start = events.first().map_or(window.to, |e| e.pos - 1);
     let viewer = Viewer::load(store, window.room_id, request.user_id.as_str()).await?;
-    let shown: Vec<&RoomEvent> = events
-        .iter()
-        .filter(|e| viewer.may_see(e))
-        .filter(|e| e.state_key.is_some() || !ignored.contains(&e.sender))
-        .filter(|e| {
-            let candidate =
-                Candidate { event_type: &e.event_type, sender: &e.sender, room_id: &e.room_id, json: &e.json };
-            filter::room_event_allows(timeline_filter, &candidate)
-        })
-        .collect();
+    let wanted = |e: &RoomEvent| {
+        let candidate = Candidate { event_type: &e.event_type, sender: &e.sender, room_id: &e.room_id, json: &e.json };
+        viewer.may_see(e)
+            && (e.state_key.is_some() || !ignored.contains(&e.sender))
+            && filter::room_event_allows(timeline_filter, &candidate)
+    };
+    // The limit counts the events shown: read back in pages until it is
+    // met, the window is exhausted, or the read is too long to be worth it.
+    let mut shown: Vec<RoomEvent> = Vec::new();
+    let mut upper = window.to;
+    let mut scanned = 0;
+    let mut limited = false;
+    loop {
+        let page = store.timeline(window.room_id, window.from, upper, SCAN_PAGE).await?;
+        let exhausted = (page.len() as i64) < SCAN_PAGE;
+        scanned += page.len();
+        for event in page.into_iter().rev() {
+            upper = event.pos - 1;
+            if wanted(&event) {
+                if shown.len() == limit {
+                    limited = true;
+                    break;
+                }
+                shown.push(event);
+            }
+        }
+        if limited || exhausted {
+            break;
+        }
+        if scanned >= MAX_SCANNED {
+            // Older matching events may exist; say so rather than read on.
+            limited = true;
+            break;
+        }
+    }
+    shown.reverse();
+    let start = shown.first().map_or(window.to, |e| e.pos - 1);
+    let shown: Vec<&RoomEvent> = shown.iter().collect();
+    // Events after the token that the timeline does not show may still have
+    // changed the state before its start.
+    let gap = start > window.from;
 
     // With `use_state_after` the state runs to the end of the timeline, and
     // covers every change since the token whether the timeline shows it or not.
     let state_at = if request.use_state_after { window.to } else { start };
     let mut state = if window.full_state {
         state::full_state_at(store, window.room_id, state_at).await?
-    } else if limited || request.use_state_after {
+    } else if gap || request.use_state_after {
         state::changed_state_at(store, window.room_id, window.from, state_at).await?
     } else {
         HashMap::new()
     };
     let lazy = matches!(request.filter.room.state.lazy_load_options, LazyLoadOptions::Enabled { .. });
-    let senders: HashSet<&str> = shown.iter().map(|e| e.sender.as_str()).collect();
-    if lazy && !window.full_state {
-        // Lazy-loading clients learn of members from the senders they see;
-        // which member events a client already has is not tracked, so the
-        // senders' member events always come along.
-        let keys = senders.iter().map(|s| ("m.room.member".to_owned(), (*s).to_owned())).collect();
-        state.extend(state::values_at(store, window.room_id, state_at, keys).await?);
+    // Lazy-loading clients get the member events of the senders they see,
+    // of the heroes they name rooms after, and their own. Which member events
+    // a client already has is not tracked, so these always come along.
+    let mut lazy_members: HashSet<String> = HashSet::new();
+    if lazy {
+        let joined = store.members(window.room_id, "join").await?;
+        let invited = store.members(window.room_id, "invite").await?;
+        lazy_members.extend(shown.iter().map(|e| e.sender.clone()));
+        lazy_members.extend(heroes(&joined, &invited, request.user_id.as_str()).into_iter().cloned());
+        lazy_members.insert(request.user_id.to_string());
+        if !window.full_state {
+            let keys = lazy_members.iter().map(|m| ("m.room.member".to_owned(), m.clone())).collect();
+            state.extend(state::values_at(store, window.room_id, state_at, keys).await?);
+        }
     }
     let state_filter = &request.filter.room.state;
     let mut wanted: Vec<String> = state
         .iter()
         .filter(|((event_type, state_key), _)| {
-            !lazy
-                || event_type != "m.room.member"
-                || senders.contains(state_key.as_str())
-                || state_key == request.user_id.as_str()
+            !lazy || event_type != "m.room.member" || lazy_members.contains(state_key)
         })
         .map(|(_, id)| id.clone())
         .collect();
@@ -338,14 +371,17 @@ async fn room_data(
 async fn summary(app: &App, room_id: &str, user: &str) -> anyhow::Result<Value> {
     let joined = app.store.members(room_id, "join").await?;
     let invited = app.store.members(room_id, "invite").await?;
-    let mut heroes: Vec<&String> = joined.iter().chain(&invited).filter(|u| *u != user).collect();
-    heroes.sort();
-    heroes.truncate(HEROES);
+    let heroes = heroes(&joined, &invited, user);
     Ok(json!({
         "m.heroes": heroes,
         "m.joined_member_count": joined.len(),
         "m.invited_member_count": invited.len(),
     }))
+}
+
+/// The first members, joined or invited, in stream order, other than `user`.
+fn heroes<'a>(joined: &'a [String], invited: &'a [String], user: &str) -> Vec<&'a String> {
+    joined.iter().chain(invited).filter(|u| *u != user).take(HEROES).collect()
 }
 
 /// Where a room's state goes: `state`, or `state_after` for clients that asked for it.

@@ -134,8 +134,12 @@ pub fn bodies(room: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The events of a list with this type (and state key, when given).
+/// The events of a list with this type (and state key, when given); none
+/// when the list is absent (a response without the room).
 pub fn of_type<'a>(events: &'a Value, event_type: &str, state_key: Option<&str>) -> Vec<&'a Value> {
+    if events.is_null() {
+        return Vec::new();
+    }
     events
         .as_array()
         .unwrap_or_else(|| panic!("an event list: {events}"))
@@ -149,7 +153,8 @@ pub fn sorted(mut list: Vec<String>) -> Vec<String> {
     list
 }
 
-/// A response with the parts that depend on when it was made (`age`) taken out.
+/// A response with the parts that depend on when it was made (`age`,
+/// `last_active_ago`) taken out.
 pub fn without_ages(mut value: Value) -> Value {
     fn strip(value: &mut Value) {
         match value {
@@ -157,6 +162,7 @@ pub fn without_ages(mut value: Value) -> Value {
                 if let Some(Value::Object(unsigned)) = map.get_mut("unsigned") {
                     unsigned.remove("age");
                 }
+                map.remove("last_active_ago");
                 map.values_mut().for_each(strip);
             }
             Value::Array(list) => list.iter_mut().for_each(strip),

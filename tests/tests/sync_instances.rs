@@ -1,0 +1,69 @@
+//! Two syncapi instances behind nginx: the same token gives the same
+//! response from either, and a long-poll on each wakes on a new event.
+
+mod sync_support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sync_support::*;
+use tests::{Deployment, Mode, client::enc};
+
+#[tokio::test]
+async fn both_instances_answer_the_same_and_both_wake() {
+    let deployment = Deployment::start(Mode::Polylith).await;
+    let alice = deployment.new_user().await;
+    let bob = deployment.new_user().await;
+    let room = create_room(&alice, json!({"preset": "public_chat", "name": "Twins"})).await;
+    join(&bob, &room).await;
+    let t0 = settled_token(&bob, None, &room).await;
+    for i in 0..8 {
+        send_text(&alice, &room, &format!("m{i}")).await;
+    }
+    set_state(&alice, &room, "m.room.topic", "", json!({"topic": "twins"})).await;
+    let last = send_text(&alice, &room, "last").await;
+    alice.post(&format!("/rooms/{}/receipt/m.read/{}", enc(&room), enc(&last)), json!({})).await.expect(200);
+    bob.put(&format!("/user/{}/account_data/test.twins", enc(&bob.user_id)), json!({"a": 1})).await.expect(200);
+    sync_until(&bob, Some(&t0), |r| {
+        r["rooms"]["join"][&room]["ephemeral"]["events"].as_array().is_some_and(|e| !e.is_empty())
+    })
+    .await;
+    sync_until(&bob, Some(&t0), |r| r["account_data"]["events"].as_array().is_some_and(|e| !e.is_empty())).await;
+    let t1 = token_after(&bob, Some(&t0), &last).await;
+
+    let one = bob.at(&deployment.instance_url("syncapi-1"));
+    let two = bob.at(&deployment.instance_url("syncapi-2"));
+    let limit = filter(json!({"room": {"timeline": {"limit": 5}}}));
+    for query in [format!("filter={limit}"), format!("since={t0}&filter={limit}"), format!("since={t0}"), String::new()]
+    {
+        let a = without_ages(sync(&one, &query).await);
+        let b = without_ages(sync(&two, &query).await);
+        assert_eq!(a, b, "{query}");
+        assert!(a["rooms"]["join"].get(&room).is_some(), "{a}");
+    }
+
+    // A long-poll on each instance, both woken by one message.
+    let polls: Vec<_> = [one.clone(), two.clone()]
+        .into_iter()
+        .map(|client| {
+            let path = format!("/sync?since={t1}&timeout=20000");
+            tokio::spawn(async move { client.get(&path).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let woke = send_text(&alice, &room, "wake up").await;
+    let mut answers = Vec::new();
+    for poll in polls {
+        let answer = poll.await.unwrap().expect(200);
+        assert!(started.elapsed() < Duration::from_secs(10), "woken, not timed out: {answer}");
+        assert_eq!(timeline_ids(&answer["rooms"]["join"][&room]), vec![woke.clone()], "{answer}");
+        answers.push(without_ages(answer));
+    }
+    assert_eq!(answers[0], answers[1]);
+    // And the same token afterwards, to each instance.
+    let a = without_ages(sync(&one, &format!("since={t1}")).await);
+    let b = without_ages(sync(&two, &format!("since={t1}")).await);
+    assert_eq!(a, b);
+    assert_eq!(a, answers[0]);
+}
