@@ -1,4 +1,4 @@
-//! Sync tokens: `s<events>_<receipts>_<typing>_<account_data>_<to_device>_<presence>`.
+//! Sync tokens: `s<events>_<receipts>_<typing>_<account_data>_<to_device>_<presence>_<notifications>`.
 //! Positions a token lacks (one from an older version of the server) read as
 //! zero, so old tokens keep working; unknown extra positions are ignored.
 
@@ -12,19 +12,26 @@ pub struct Token {
 
 impl Token {
     pub fn parse(token: &str) -> Option<Token> {
-        let mut values = [0i64; 6];
+        let mut values = [0i64; 7];
         for (slot, part) in values.iter_mut().zip(token.strip_prefix('s')?.split('_')) {
             *slot = part.parse().ok().filter(|n: &i64| *n >= 0)?;
         }
-        let [events, receipts, typing, account_data, to_device, presence] = values;
-        Some(Token { positions: Positions { events, receipts, typing, account_data, to_device }, presence })
+        let [events, receipts, typing, account_data, to_device, presence, notifications] = values;
+        Some(Token {
+            positions: Positions { events, receipts, typing, account_data, to_device, notifications },
+            presence,
+        })
     }
 }
 
 impl std::fmt::Display for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let p = &self.positions;
-        write!(f, "s{}_{}_{}_{}_{}_{}", p.events, p.receipts, p.typing, p.account_data, p.to_device, self.presence)
+        write!(
+            f,
+            "s{}_{}_{}_{}_{}_{}_{}",
+            p.events, p.receipts, p.typing, p.account_data, p.to_device, self.presence, p.notifications
+        )
     }
 }
 
@@ -35,7 +42,7 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_old_ones_still_parse() {
         let token = Token {
-            positions: Positions { events: 7, receipts: 2, typing: 3, account_data: 4, to_device: 5 },
+            positions: Positions { events: 7, receipts: 2, typing: 3, account_data: 4, to_device: 5, notifications: 8 },
             presence: 6,
         };
         assert_eq!(Token::parse(&token.to_string()), Some(token));
@@ -43,7 +50,7 @@ mod tests {
         assert_eq!(old.positions.events, 7);
         assert_eq!(old.positions.receipts, 2);
         assert_eq!(old.positions.to_device, 0);
-        assert_eq!(Token::parse("s7_2_3_4_5_6_99").unwrap(), token, "later positions are ignored");
+        assert_eq!(Token::parse("s7_2_3_4_5_6_8_99").unwrap(), token, "later positions are ignored");
         assert_eq!(Token::parse("garbage"), None);
         assert_eq!(Token::parse("s1_x"), None);
         assert_eq!(Token::parse("s-1"), None);

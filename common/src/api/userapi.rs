@@ -86,15 +86,26 @@ impl StreamMessage for OutputKeyChangeEvent {
     }
 }
 
-/// A user's unread notification counts in a room changed.
+/// A user's unread notification counts in a room changed. The counts are
+/// absolute (what the user has unread now), so a consumer keeps the latest.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OutputNotificationData {
     pub user_id: OwnedUserId,
     pub room_id: OwnedRoomId,
+    /// Outside threads (the main timeline and unthreaded).
     pub notification_count: u64,
     pub highlight_count: u64,
+    /// Per thread root event id; threads with nothing unread are left out.
+    #[serde(default)]
+    pub threads: std::collections::BTreeMap<String, ThreadCounts>,
     /// userapi's position for this change; unique.
     pub stream_pos: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadCounts {
+    pub notification_count: u64,
+    pub highlight_count: u64,
 }
 
 impl StreamMessage for OutputNotificationData {
@@ -383,4 +394,53 @@ pub struct QueryFilterRequest {
 rpc_method!(
     /// Filters never change once created, so answers may be cached.
     QueryFilter: "userapi"."query_filter", retry = true, QueryFilterRequest => Box<RawValue>
+);
+
+// ---- Push: pushers and notifications ----
+
+/// A pusher as `GET /pushers` shows it (the client-server `Pusher` object).
+pub type PusherJson = serde_json::Value;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueryPushersRequest {
+    pub user_id: OwnedUserId,
+}
+
+rpc_method!(QueryPushers: "userapi"."query_pushers", retry = true, QueryPushersRequest => Vec<PusherJson>);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SetPusherRequest {
+    pub user_id: OwnedUserId,
+    /// The device whose access token set the pusher: deleting the device deletes it.
+    pub device_id: OwnedDeviceId,
+    /// The body of `POST /pushers/set` as the client sent it (validated by clientapi).
+    pub pusher: serde_json::Value,
+}
+
+rpc_method!(
+    /// Creates, replaces (same app_id + pushkey) or, with `kind: null`, deletes a pusher.
+    SetPusher: "userapi"."set_pusher", retry = true, SetPusherRequest => ()
+);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueryNotificationsRequest {
+    pub user_id: OwnedUserId,
+    /// `next_token` of an earlier page.
+    #[serde(default)]
+    pub from: Option<String>,
+    pub limit: u32,
+    pub only_highlight: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueryNotificationsResponse {
+    /// `Notification` objects as `GET /notifications` shows them, newest first.
+    pub notifications: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+rpc_method!(
+    QueryNotifications: "userapi"."query_notifications", retry = true,
+    QueryNotificationsRequest => QueryNotificationsResponse
 );

@@ -3,6 +3,7 @@
 
 mod account_data;
 mod ephemeral;
+mod notification_counts;
 mod presence;
 mod room_events;
 mod to_device;
@@ -20,6 +21,7 @@ pub fn start(app: &Arc<App>) {
     spawn(app, "syncapi_account_data", account_data::handle);
     spawn(app, "syncapi_to_device", to_device::handle);
     spawn(app, "syncapi_presence", presence::handle);
+    spawn(app, "syncapi_notification_counts", notification_counts::handle);
     let expiring = app.clone();
     app.rt.spawn("syncapi typing expiry", async move { ephemeral::expire_typing(expiring).await });
 }

@@ -6,10 +6,12 @@
 mod account_data;
 mod ephemeral;
 pub mod history;
+mod notification_counts;
 pub mod rooms;
 mod to_device;
 
 pub use ephemeral::MAIN_THREAD;
+pub use notification_counts::Counts;
 pub use rooms::{MembershipChange, RoomEvent};
 
 use common::storage::{Db, Migration};
@@ -19,6 +21,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "sync projection", sql: include_str!("migrations/0001_sync.sql") },
     Migration { version: 2, name: "presence", sql: crate::presence::MIGRATION_SQL },
     Migration { version: 3, name: "relations", sql: include_str!("migrations/0003_relations.sql") },
+    Migration { version: 4, name: "notification counts", sql: include_str!("migrations/0004_notification_counts.sql") },
 ];
 
 /// The kinds of data with their own stream positions.
@@ -29,6 +32,7 @@ pub enum Kind {
     Typing,
     AccountData,
     ToDevice,
+    Notifications,
 }
 
 impl Kind {
@@ -39,6 +43,7 @@ impl Kind {
             Kind::Typing => "typing",
             Kind::AccountData => "account_data",
             Kind::ToDevice => "to_device",
+            Kind::Notifications => "notifications",
         }
     }
 }
@@ -51,6 +56,7 @@ pub struct Positions {
     pub typing: i64,
     pub account_data: i64,
     pub to_device: i64,
+    pub notifications: i64,
 }
 
 #[derive(Clone)]
@@ -88,6 +94,7 @@ impl Store {
                 "typing" => positions.typing = pos,
                 "account_data" => positions.account_data = pos,
                 "to_device" => positions.to_device = pos,
+                "notifications" => positions.notifications = pos,
                 _ => {}
             }
         }

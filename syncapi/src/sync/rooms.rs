@@ -68,6 +68,12 @@ pub async fn add_rooms(
             changed.insert(change.room_id.clone(), change);
         }
     }
+    let counts = store.notification_counts(user).await?;
+    let counts_changed: HashSet<String> = if initial {
+        HashSet::new()
+    } else {
+        store.notification_count_changes(user, since.notifications, to.notifications).await?.into_iter().collect()
+    };
     let mut room_account_data: HashMap<String, Vec<String>> = HashMap::new();
     for (room, data_type) in store.account_data_changes(user, since.account_data, to.account_data).await? {
         if !room.is_empty() {
@@ -80,7 +86,8 @@ pub async fn add_rooms(
     for room_id in store.rooms_with_membership(&request.user_id, "join").await? {
         let quiet = active.as_ref().is_some_and(|a| !a.contains(&room_id))
             && !changed.contains_key(&room_id)
-            && !room_account_data.contains_key(&room_id);
+            && !room_account_data.contains_key(&room_id)
+            && !counts_changed.contains(&room_id);
         if !allowed(&room_id) || quiet {
             continue;
         }
@@ -104,13 +111,18 @@ pub async fn add_rooms(
         }
         let summary = if full || entry.members_changed { Some(summary(app, &room_id, user).await?) } else { None };
         let prev_batch = Token { positions: Positions { events: entry.start, ..*to }, presence: 0 }.to_string();
+        let room_counts = counts.get(&room_id).cloned().unwrap_or_default();
+        let thread_counts: Value = serde_json::from_str(&room_counts.threads).unwrap_or_else(|_| json!({}));
         let mut room = json!({
             "timeline": { "events": std::mem::take(&mut entry.timeline), "limited": entry.limited, "prev_batch": prev_batch },
             state_field(request): { "events": std::mem::take(&mut entry.state) },
             "ephemeral": { "events": ephemeral },
             "account_data": { "events": data },
-            "unread_notifications": { "notification_count": 0, "highlight_count": 0 },
-            "unread_thread_notifications": {},
+            "unread_notifications": {
+                "notification_count": room_counts.notification_count,
+                "highlight_count": room_counts.highlight_count,
+            },
+            "unread_thread_notifications": thread_counts,
         });
         if let Some(summary) = summary {
             room["summary"] = summary;
