@@ -39,23 +39,30 @@ struct Query<'a> {
     recurse: bool,
 }
 
+/// The query of any of the three paths: the fields they share, with the
+/// relation type and event type the longer ones add.
+macro_rules! query {
+    ($body:expr, $rel_type:expr, $event_type:expr) => {
+        Query {
+            room_id: &$body.room_id,
+            event_id: &$body.event_id,
+            rel_type: $rel_type,
+            event_type: $event_type,
+            from: $body.from.as_deref(),
+            to: $body.to.as_deref(),
+            dir: $body.dir,
+            limit: $body.limit,
+            recurse: $body.recurse,
+        }
+    };
+}
+
 pub async fn relations(
     State(app): State<Arc<App>>,
     request: Ruma<get_relating_events::v1::Request>,
 ) -> Result<Json<Value>, MatrixError> {
     let user = request.require_user()?;
-    let b = &request.body;
-    let query = Query {
-        room_id: &b.room_id,
-        event_id: &b.event_id,
-        rel_type: None,
-        event_type: None,
-        from: b.from.as_deref(),
-        to: b.to.as_deref(),
-        dir: b.dir,
-        limit: b.limit,
-        recurse: b.recurse,
-    };
+    let query = query!(request.body, None, None);
     answer(&app, user, query).await
 }
 
@@ -64,18 +71,7 @@ pub async fn relations_of_type(
     request: Ruma<get_relating_events_with_rel_type::v1::Request>,
 ) -> Result<Json<Value>, MatrixError> {
     let user = request.require_user()?;
-    let b = &request.body;
-    let query = Query {
-        room_id: &b.room_id,
-        event_id: &b.event_id,
-        rel_type: Some(b.rel_type.to_string()),
-        event_type: None,
-        from: b.from.as_deref(),
-        to: b.to.as_deref(),
-        dir: b.dir,
-        limit: b.limit,
-        recurse: b.recurse,
-    };
+    let query = query!(request.body, Some(request.body.rel_type.to_string()), None);
     answer(&app, user, query).await
 }
 
@@ -84,18 +80,8 @@ pub async fn relations_of_type_and_event_type(
     request: Ruma<get_relating_events_with_rel_type_and_event_type::v1::Request>,
 ) -> Result<Json<Value>, MatrixError> {
     let user = request.require_user()?;
-    let b = &request.body;
-    let query = Query {
-        room_id: &b.room_id,
-        event_id: &b.event_id,
-        rel_type: Some(b.rel_type.to_string()),
-        event_type: Some(b.event_type.to_string()),
-        from: b.from.as_deref(),
-        to: b.to.as_deref(),
-        dir: b.dir,
-        limit: b.limit,
-        recurse: b.recurse,
-    };
+    let query =
+        query!(request.body, Some(request.body.rel_type.to_string()), Some(request.body.event_type.to_string()));
     answer(&app, user, query).await
 }
 
