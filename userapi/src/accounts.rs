@@ -200,6 +200,8 @@ pub(crate) async fn deactivate(state: State, request: DeactivateRequest) -> Resu
         .await?;
     let revoked =
         sessions::delete_devices_in(&mut tx, &request.user_id, &DeviceSelection::All { except: None }).await?;
+    // A pusher whose device is already gone must not outlive the account either.
+    crate::pushers::delete_all(&mut tx, &request.user_id).await?;
     sqlx::query("DELETE FROM userapi_login_tokens WHERE user_id = $1")
         .bind(request.user_id.as_str())
         .execute(&mut *tx)

@@ -7,6 +7,8 @@ mod accounts;
 mod credentials;
 mod filters;
 mod profiles;
+mod push;
+mod pushers;
 mod sessions;
 
 use std::{future::Future, sync::Arc};
@@ -21,8 +23,11 @@ use common::{
 
 pub use accounts::create_account_offline;
 
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "accounts", sql: include_str!("migrations/0001_accounts.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "accounts", sql: include_str!("migrations/0001_accounts.sql") },
+    Migration { version: 2, name: "pushers", sql: include_str!("migrations/0002_pushers.sql") },
+    Migration { version: 3, name: "notifications", sql: include_str!("migrations/0003_notifications.sql") },
+];
 
 /// What every RPC handler works with.
 #[derive(Clone)]
@@ -65,6 +70,10 @@ pub async fn run(rt: Runtime) -> anyhow::Result<Service> {
     answer::<api::SetAccountData, _, _>(&rt, &state, account_data::set_account_data);
     answer::<api::CreateFilter, _, _>(&rt, &state, filters::create_filter);
     answer::<api::QueryFilter, _, _>(&rt, &state, filters::query_filter);
+    answer::<api::QueryPushers, _, _>(&rt, &state, pushers::query_pushers);
+    answer::<api::SetPusher, _, _>(&rt, &state, pushers::set_pusher);
+    answer::<api::QueryNotifications, _, _>(&rt, &state, push::query_notifications);
+    push::start(&rt, &state)?;
 
     Ok(Service { name: "userapi", client_routes: axum::Router::new(), federation_routes: axum::Router::new(), db })
 }

@@ -151,6 +151,8 @@ pub(crate) async fn delete_devices_in(
         query = query.bind(id.as_str());
     }
     query.execute(&mut *tx).await?;
+    let device_ids: Vec<&str> = doomed.iter().map(|(id, _)| id.as_str()).collect();
+    crate::pushers::delete_for_devices(tx, user_id, &device_ids).await?;
     Ok(doomed.into_iter().map(|(_, hash)| hash).collect())
 }
 

@@ -21,9 +21,11 @@ mod leave;
 mod login;
 mod logout;
 mod members;
+mod notifications;
 mod profile;
 mod public_rooms;
 mod push_rules;
+mod pushers;
 mod read_markers;
 mod receipt;
 mod redact;
@@ -157,8 +159,20 @@ pub fn router(app: Arc<App>) -> Router {
         .ruma_guest::<ruma::api::client::to_device::send_event_to_device::v3::Request, _, _>(
             send_to_device::send_to_device,
         )
-        // Push rules (defaults until issue 6 lets clients change them)
+        // Push rules: the whole ruleset
         .ruma_guest::<ruma::api::client::push::get_pushrules_all::v3::Request, _, _>(push_rules::get_all)
         .ruma_guest::<ruma::api::client::push::get_pushrules_global_scope::v3::Request, _, _>(push_rules::get_global)
+        // Push rules, pushers and notifications (issue 6)
+        .ruma::<ruma::api::client::push::get_pushrule::v3::Request, _, _>(push_rules::get_rule)
+        .ruma::<ruma::api::client::push::set_pushrule::v3::Request, _, _>(push_rules::set_rule)
+        .ruma::<ruma::api::client::push::delete_pushrule::v3::Request, _, _>(push_rules::delete_rule)
+        .ruma::<ruma::api::client::push::get_pushrule_enabled::v3::Request, _, _>(push_rules::get_enabled)
+        .ruma::<ruma::api::client::push::set_pushrule_enabled::v3::Request, _, _>(push_rules::set_enabled)
+        .ruma::<ruma::api::client::push::get_pushrule_actions::v3::Request, _, _>(push_rules::get_actions)
+        .ruma::<ruma::api::client::push::set_pushrule_actions::v3::Request, _, _>(push_rules::set_actions)
+        .merge(push_rules::other_scope_routes())
+        .ruma::<ruma::api::client::push::get_pushers::v3::Request, _, _>(pushers::get_pushers)
+        .ruma::<ruma::api::client::push::set_pusher::v3::Request, _, _>(pushers::set_pusher)
+        .ruma::<ruma::api::client::push::get_notifications::v3::Request, _, _>(notifications::get_notifications)
         .with_state(app)
 }
