@@ -10,6 +10,7 @@ pub mod keys;
 pub mod metrics;
 pub mod outbound;
 pub mod pdu;
+pub mod push;
 pub mod runtime;
 pub mod storage;
 

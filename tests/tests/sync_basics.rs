@@ -122,3 +122,27 @@ async fn typing_lapses_by_itself() {
     }
     assert_eq!(seen, vec![json!([alice.user_id]), json!([])], "typing started, then lapsed");
 }
+
+/// A new account's initial sync carries its push rules: the spec's defaults.
+#[tokio::test]
+async fn an_initial_sync_carries_the_default_push_rules() {
+    let deployment = Deployment::start(Mode::Monolith).await;
+    let alice = deployment.new_user().await;
+    let answer = alice.get("/sync").await.expect(200);
+    let rules = answer["account_data"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "m.push_rules")
+        .unwrap_or_else(|| panic!("no m.push_rules: {answer}"));
+    let overrides: Vec<&str> = rules["content"]["global"]["override"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["rule_id"].as_str())
+        .collect();
+    assert!(overrides.contains(&".m.rule.master"), "{rules}");
+    assert_eq!(rules["content"]["global"]["sender"], json!([]), "every kind is listed");
+    // The same as GET /pushrules/.
+    assert_eq!(alice.get("/pushrules/").await.expect(200), rules["content"]);
+}

@@ -46,16 +46,8 @@ async fn ruleset(app: &App, user_id: &UserId) -> Result<Ruleset, MatrixError> {
     }
 }
 
-/// The ruleset with every kind listed, empty ones too: ruma leaves those out,
-/// Synapse and the spec's examples list all five, and clients index them.
 fn ruleset_json(ruleset: &Ruleset) -> Result<Value, MatrixError> {
-    let mut json = serde_json::to_value(ruleset).map_err(MatrixError::internal)?;
-    if let Some(kinds) = json.as_object_mut() {
-        for kind in ["override", "content", "room", "sender", "underride"] {
-            kinds.entry(kind).or_insert_with(|| Value::Array(Vec::new()));
-        }
-    }
-    Ok(json)
+    Ok(common::push::ruleset_json(ruleset))
 }
 
 pub async fn get_all(

@@ -123,14 +123,24 @@ async fn add_account_data(
     response: &mut Response,
 ) -> anyhow::Result<()> {
     let changes = app.store.account_data_changes(request.user_id.as_str(), since.account_data, to.account_data).await?;
-    for (room, data_type) in changes.iter().filter(|(room, _)| room.is_empty()) {
-        let _ = room;
+    let global: Vec<&String> =
+        changes.iter().filter(|(room, _)| room.is_empty()).map(|(_, data_type)| data_type).collect();
+    for data_type in &global {
         if !filter::allows(&request.filter.account_data, data_type, request.user_id.as_str()) {
             continue;
         }
         if let Some(content) = account_data(app, &request.user_id, None, data_type).await? {
             response.account_data.push(json!({ "type": data_type, "content": content }));
         }
+    }
+    // Every account has push rules: the defaults until it changes them.
+    let push_rules = "m.push_rules";
+    if request.since.is_none()
+        && !global.iter().any(|t| *t == push_rules)
+        && filter::allows(&request.filter.account_data, push_rules, request.user_id.as_str())
+    {
+        let content = common::push::default_push_rules(&request.user_id);
+        response.account_data.push(json!({ "type": push_rules, "content": content }));
     }
     Ok(())
 }
