@@ -258,7 +258,6 @@ async fn unread_notifications_are_present() {
 
 /// Default push rules: a message from the other member of a one-to-one room notifies; a read receipt clears it.
 #[tokio::test]
-#[ignore = "unread counts come from the push rules of issue 6, which un-ignores this"]
 async fn unread_notifications_count_messages_until_read() {
     let deployment = Deployment::start(Mode::Polylith).await;
     let alice = deployment.new_user().await;

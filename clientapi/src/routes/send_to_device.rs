@@ -69,7 +69,7 @@ pub async fn send_to_device(
         }
     }
 
-    let mut tx = app.db.pool().begin().await.map_err(MatrixError::internal)?;
+    let mut tx = app.db.begin_write().await.map_err(MatrixError::internal)?;
     sqlx::query("DELETE FROM clientapi_to_device_txns WHERE user_id = $1 AND created_ts < $2")
         .bind(sender.user_id.as_str())
         .bind(now_ms() - TXN_LIFETIME.as_millis() as i64)

@@ -93,7 +93,7 @@ impl Projection {
         }
         let added = self.added_entries(&msg).await?;
 
-        let mut tx = self.db.pool().begin().await.map_err(anyhow::Error::from)?;
+        let mut tx = self.db.begin_write().await.map_err(anyhow::Error::from)?;
         let mut changed = applied.is_none();
         for event_id in &msg.removes_state_event_ids {
             let removed = sqlx::query("DELETE FROM roomserver_directory_state WHERE room_id = $1 AND event_id = $2")
@@ -185,7 +185,7 @@ impl Projection {
     }
 
     async fn redact(&self, msg: RedactedEvent) -> Result<(), HandlerError> {
-        let mut tx = self.db.pool().begin().await.map_err(anyhow::Error::from)?;
+        let mut tx = self.db.begin_write().await.map_err(anyhow::Error::from)?;
         let event_type: Option<String> = sqlx::query_scalar(
             "SELECT event_type FROM roomserver_directory_state WHERE room_id = $1 AND event_id = $2",
         )

@@ -127,7 +127,7 @@ impl Processor {
         }
 
         if msg.kind == InputKind::Outlier {
-            let mut tx = self.db().pool().begin().await.map_err(anyhow::Error::from)?;
+            let mut tx = self.db().begin_write().await.map_err(anyhow::Error::from)?;
             self.store.rooms.create(&mut tx, &room_id, &msg.room_version).await?;
             let new = NewEvent {
                 pdu: &pdu,
@@ -160,7 +160,7 @@ impl Processor {
         version: &ruma::RoomVersionId,
         reason: String,
     ) -> Result<Verdict, HandlerError> {
-        let mut tx = self.db().pool().begin().await.map_err(anyhow::Error::from)?;
+        let mut tx = self.db().begin_write().await.map_err(anyhow::Error::from)?;
         self.store.rooms.create(&mut tx, room_id, version).await?;
         let new = NewEvent {
             pdu,
@@ -305,7 +305,7 @@ impl Processor {
             Default::default()
         };
 
-        let mut tx = self.db().pool().begin().await.map_err(anyhow::Error::from)?;
+        let mut tx = self.db().begin_write().await.map_err(anyhow::Error::from)?;
         if is_create {
             self.store.rooms.create(&mut tx, room_id, version).await?;
         }

@@ -13,7 +13,7 @@ use crate::{
 };
 
 pub async fn receipt(app: Arc<App>, msg: OutputReceiptEvent) -> Result<(), HandlerError> {
-    let mut tx = app.store.pool().begin().await.map_err(anyhow::Error::from)?;
+    let mut tx = app.store.db.begin_write().await.map_err(anyhow::Error::from)?;
     let pos = app.store.next_position(&mut tx, Kind::Receipts).await?;
     // Unthreaded receipts and those for the "main" thread are different receipts.
     let thread = msg.thread_id.as_deref().unwrap_or(MAIN_THREAD);
@@ -40,7 +40,7 @@ pub async fn receipt(app: Arc<App>, msg: OutputReceiptEvent) -> Result<(), Handl
 }
 
 pub async fn typing(app: Arc<App>, msg: OutputTypingEvent) -> Result<(), HandlerError> {
-    let mut tx = app.store.pool().begin().await.map_err(anyhow::Error::from)?;
+    let mut tx = app.store.db.begin_write().await.map_err(anyhow::Error::from)?;
     let pos = app.store.next_position(&mut tx, Kind::Typing).await?;
     let expires = msg.typing.then_some(msg.expires_ts as i64);
     app.store.set_typing(&mut tx, pos, msg.room_id.as_str(), msg.user_id.as_str(), expires).await?;

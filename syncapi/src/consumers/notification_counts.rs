@@ -15,7 +15,7 @@ pub async fn handle(app: Arc<App>, msg: OutputNotificationData) -> Result<(), Ha
         highlight_count: msg.highlight_count as i64,
         threads: serde_json::to_string(&msg.threads).map_err(anyhow::Error::from)?,
     };
-    let mut tx = app.store.pool().begin().await.map_err(anyhow::Error::from)?;
+    let mut tx = app.store.db.begin_write().await.map_err(anyhow::Error::from)?;
     let pos = app.store.next_position(&mut tx, Kind::Notifications).await?;
     let user = msg.user_id.as_str();
     if !app.store.set_notification_counts(&mut tx, pos, user, msg.room_id.as_str(), &counts, msg.stream_pos).await? {

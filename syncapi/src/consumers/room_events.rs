@@ -23,7 +23,7 @@ pub async fn handle(app: Arc<App>, msg: OutputRoomEvent) -> Result<(), HandlerEr
         OutputRoomEvent::NewRoomEvent(event) => new_room_event(&app, event).await,
         OutputRoomEvent::NewInviteEvent(invite) => new_invite(&app, invite).await,
         OutputRoomEvent::RetireInviteEvent(retired) => {
-            let mut tx = app.store.pool().begin().await.map_err(anyhow::Error::from)?;
+            let mut tx = app.store.db.begin_write().await.map_err(anyhow::Error::from)?;
             app.store.retire_invite(&mut tx, retired.invite_event_id.as_str()).await?;
             tx.commit().await.map_err(anyhow::Error::from)?;
             Ok(())
@@ -86,7 +86,7 @@ async fn new_room_event(app: &App, msg: NewRoomEvent) -> Result<(), HandlerError
     } else {
         store.state_events(&msg.removes_state_event_ids.iter().map(|id| id.to_string()).collect::<Vec<_>>()).await?
     };
-    let mut tx = store.pool().begin().await.map_err(anyhow::Error::from)?;
+    let mut tx = store.db.begin_write().await.map_err(anyhow::Error::from)?;
     let pos = store.next_position(&mut tx, Kind::Events).await?;
     let txn = msg.transaction.as_ref().map(|t| (t.device_id.as_str(), t.txn_id.as_str()));
     let row = Row {
@@ -153,7 +153,7 @@ async fn history_visibility(app: &App, room_id: &str) -> Result<String, HandlerE
 }
 
 async fn new_invite(app: &App, msg: NewInviteEvent) -> Result<(), HandlerError> {
-    let mut tx = app.store.pool().begin().await.map_err(anyhow::Error::from)?;
+    let mut tx = app.store.db.begin_write().await.map_err(anyhow::Error::from)?;
     let pos = app.store.next_position(&mut tx, Kind::Events).await?;
     let stripped = serde_json::to_string(&msg.invite_room_state).map_err(anyhow::Error::from)?;
     let inserted = app
@@ -190,7 +190,7 @@ async fn redaction(app: &App, msg: RedactedEvent) -> Result<(), HandlerError> {
     )
     .map_err(reject)?;
     let because = serde_json::to_string(&because).map_err(anyhow::Error::from)?;
-    let mut tx = app.store.pool().begin().await.map_err(anyhow::Error::from)?;
+    let mut tx = app.store.db.begin_write().await.map_err(anyhow::Error::from)?;
     app.store.redact(&mut tx, msg.redacted_event_id.as_str(), pruned.event.get(), &because).await?;
     tx.commit().await.map_err(anyhow::Error::from)?;
     Ok(())

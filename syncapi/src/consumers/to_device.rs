@@ -21,7 +21,7 @@ pub async fn handle(app: Arc<App>, msg: OutputSendToDeviceEvent) -> Result<(), H
             devices.into_iter().map(|d| d.device_id.to_string()).collect()
         }
     };
-    let mut tx = app.store.pool().begin().await.map_err(anyhow::Error::from)?;
+    let mut tx = app.store.db.begin_write().await.map_err(anyhow::Error::from)?;
     for device in &devices {
         let pos = app.store.next_position(&mut tx, Kind::ToDevice).await?;
         app.store

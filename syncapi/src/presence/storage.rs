@@ -77,7 +77,7 @@ pub async fn changed_for(db: &Db, since: i64, until: i64, viewer: &UserId) -> an
 /// its `OutputPresenceEvent` in the same transaction; the caller flushes the
 /// outbox after this returns.
 pub async fn store(db: &Db, outbox: &Outbox, presence: &Presence) -> anyhow::Result<i64> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     // The counter first: its row lock orders the writers (see the module comment).
     let pos: i64 = sqlx::query_scalar("UPDATE syncapi_presence_position SET pos = pos + 1 WHERE id = 1 RETURNING pos")
         .fetch_one(&mut *tx)

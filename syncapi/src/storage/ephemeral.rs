@@ -134,7 +134,7 @@ impl Store {
         if lapsed.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let pos = self.next_position(&mut tx, super::Kind::Typing).await?;
         let mut rooms = Vec::new();
         for (room_id, user_id) in lapsed {

@@ -8,7 +8,7 @@ use common::{
         InputKind, NewRoomEvent, OutputRoomEvent, QueryCurrentState, QueryCurrentStateRequest, QueryEvents,
         QueryEventsRequest, QueryMembers, QueryMembersRequest, RedactedEvent, StateFilter, StoredEvent,
     },
-    bus::HandlerError,
+    bus::{HandlerError, RemoteErrorKind, RpcError},
     storage::now_ms,
 };
 use ruma::{
@@ -26,10 +26,30 @@ use super::Push;
 
 pub(super) async fn handle(push: Push, msg: OutputRoomEvent) -> Result<(), HandlerError> {
     match msg {
-        OutputRoomEvent::NewRoomEvent(new) if new.kind == InputKind::New => evaluate(&push, new).await,
+        OutputRoomEvent::NewRoomEvent(new) if new.kind == InputKind::New => {
+            let own_membership = own_membership_change(&new);
+            evaluate(&push, new).await?;
+            // Joining or leaving a room is reading it up to there: the invite
+            // that notified the user no longer counts as unread.
+            match own_membership {
+                Some((user_id, room_id, event_id)) if user_id.server_name() == push.state.config.global.server_name => {
+                    super::receipts::mark_read(&push, &user_id, &room_id, &event_id, None).await
+                }
+                _ => Ok(()),
+            }
+        }
         OutputRoomEvent::RedactedEvent(redacted) => redact(&push, redacted).await,
         _ => Ok(()),
     }
+}
+
+/// (user, room, event) when the event is a user's own member event.
+fn own_membership_change(new: &NewRoomEvent) -> Option<(OwnedUserId, ruma::OwnedRoomId, ruma::OwnedEventId)> {
+    let event: Value = serde_json::from_str(new.event.get()).ok()?;
+    let sender = event["sender"].as_str()?;
+    (event["type"] == "m.room.member" && event["state_key"].as_str() == Some(sender))
+        .then(|| Some((UserId::parse(sender).ok()?, new.room_id.clone(), new.event_id.clone())))
+        .flatten()
 }
 
 /// `GET /notifications` shows a redacted event pruned, as everywhere else.
@@ -44,7 +64,7 @@ async fn redact(push: &Push, msg: RedactedEvent) -> Result<(), HandlerError> {
         return Ok(());
     }
     let request = QueryEventsRequest { event_ids: vec![msg.redacted_event_id.clone()] };
-    let found = push.state.bus.call::<QueryEvents>(&request).await.map_err(anyhow::Error::from)?;
+    let found = push.state.bus.call::<QueryEvents>(&request).await.map_err(rpc_failed)?;
     let Some(pruned) = found.events.into_iter().next() else { return Ok(()) };
     sqlx::query("UPDATE userapi_notifications SET event = $1 WHERE event_id = $2")
         .bind(pruned.event.get())
@@ -53,6 +73,17 @@ async fn redact(push: &Push, msg: RedactedEvent) -> Result<(), HandlerError> {
         .await
         .map_err(anyhow::Error::from)?;
     Ok(())
+}
+
+/// Only a roomserver that could not answer is worth asking again: a refusal
+/// (an unknown room) would hold up the ordered consumer for nothing.
+fn rpc_failed(e: RpcError) -> HandlerError {
+    match e {
+        RpcError::Remote(remote) if remote.kind != RemoteErrorKind::Internal => {
+            HandlerError::Reject(anyhow::Error::from(remote))
+        }
+        e => HandlerError::Retry(e.into()),
+    }
 }
 
 /// A state event's content, parsed.
@@ -79,7 +110,7 @@ async fn evaluate(push: &Push, new: NewRoomEvent) -> Result<(), HandlerError> {
             local_only: false,
         })
         .await
-        .map_err(anyhow::Error::from)?
+        .map_err(rpc_failed)?
         .state;
     let server_name = &state.config.global.server_name;
     let mut display_names: BTreeMap<String, Option<String>> = members
@@ -101,7 +132,7 @@ async fn evaluate(push: &Push, new: NewRoomEvent) -> Result<(), HandlerError> {
         .filter(|user| user.server_name() == server_name)
         .collect();
     if targets.is_empty() {
-        let mut tx = state.db.pool().begin().await.map_err(anyhow::Error::from)?;
+        let mut tx = state.db.begin_write().await.map_err(anyhow::Error::from)?;
         record_ordering(&mut tx, &new).await?;
         tx.commit().await.map_err(anyhow::Error::from)?;
         return Ok(());
@@ -119,7 +150,7 @@ async fn evaluate(push: &Push, new: NewRoomEvent) -> Result<(), HandlerError> {
             ),
         })
         .await
-        .map_err(anyhow::Error::from)?
+        .map_err(rpc_failed)?
         .state;
     let of_type = |t: &str| {
         room_state.iter().find(|e| {
@@ -136,7 +167,7 @@ async fn evaluate(push: &Push, new: NewRoomEvent) -> Result<(), HandlerError> {
     };
     let event_type = event["type"].as_str().unwrap_or_default().to_owned();
 
-    let mut tx = state.db.pool().begin().await.map_err(anyhow::Error::from)?;
+    let mut tx = state.db.begin_write().await.map_err(anyhow::Error::from)?;
     record_ordering(&mut tx, &new).await?;
     let mut notified = false;
     for user_id in targets {

@@ -48,7 +48,7 @@ const READ_THREAD: &str = "UPDATE userapi_notifications SET is_read = 1
 
 /// `thread`: `None` reads everything up to the event, `main` the main
 /// timeline only, else that thread only.
-async fn mark_read(
+pub(super) async fn mark_read(
     push: &Push,
     user_id: &UserId,
     room_id: &RoomId,
@@ -56,7 +56,7 @@ async fn mark_read(
     thread: Option<&str>,
 ) -> Result<(), HandlerError> {
     let state = &push.state;
-    let mut tx = state.db.pool().begin().await.map_err(anyhow::Error::from)?;
+    let mut tx = state.db.begin_write().await.map_err(anyhow::Error::from)?;
     // Not evaluated (yet): the receipt covers nothing known here.
     let Some(ordering) = super::stream_ordering(&mut tx, event_id).await? else {
         return Ok(());
