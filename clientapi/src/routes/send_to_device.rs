@@ -93,7 +93,7 @@ pub async fn send_to_device(
         return Ok(RumaResponse(send_event_to_device::v3::Response::new()));
     }
     for message in &messages {
-        app.outbox.enqueue(&mut *tx, message).await?;
+        app.outbox.enqueue(&mut tx, message).await?;
     }
     tx.commit().await.map_err(MatrixError::internal)?;
     crate::publish_now(&app.outbox).await;

@@ -103,7 +103,7 @@ pub async fn store(db: &Db, outbox: &Outbox, presence: &Presence) -> anyhow::Res
         last_active_ts: u64::try_from(presence.last_active_ts).unwrap_or_default(),
         currently_active: presence.currently_active,
     };
-    outbox.enqueue(&mut *tx, &event).await?;
+    outbox.enqueue(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(pos)
 }

@@ -487,6 +487,7 @@ impl Store {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub async fn insert_invite(
         &self,
         tx: &mut AnyConnection,
