@@ -5,9 +5,24 @@ mod sync_support;
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use sync_support::*;
 use tests::{Deployment, Mode, client::enc};
+
+/// Each instance's answer to the same query. Data that follows an event by
+/// a moment (its unread count, from userapi) may reach one answer and not the
+/// other; asked again once the server is quiet, the two must agree.
+async fn answers_once_quiet(one: &tests::client::Client, two: &tests::client::Client, query: &str) -> (Value, Value) {
+    let mut answers = (Value::Null, Value::Null);
+    for _ in 0..50 {
+        answers = (without_ages(sync(one, query).await), without_ages(sync(two, query).await));
+        if answers.0 == answers.1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    answers
+}
 
 #[tokio::test]
 async fn both_instances_answer_the_same_and_both_wake() {
@@ -36,8 +51,7 @@ async fn both_instances_answer_the_same_and_both_wake() {
     let limit = filter(json!({"room": {"timeline": {"limit": 5}}}));
     for query in [format!("filter={limit}"), format!("since={t0}&filter={limit}"), format!("since={t0}"), String::new()]
     {
-        let a = without_ages(sync(&one, &query).await);
-        let b = without_ages(sync(&two, &query).await);
+        let (a, b) = answers_once_quiet(&one, &two, &query).await;
         assert_eq!(a, b, "{query}");
         assert!(a["rooms"]["join"].get(&room).is_some(), "{a}");
     }
@@ -60,10 +74,11 @@ async fn both_instances_answer_the_same_and_both_wake() {
         assert_eq!(timeline_ids(&answer["rooms"]["join"][&room]), vec![woke.clone()], "{answer}");
         answers.push(without_ages(answer));
     }
-    assert_eq!(answers[0], answers[1]);
-    // And the same token afterwards, to each instance.
-    let a = without_ages(sync(&one, &format!("since={t1}")).await);
-    let b = without_ages(sync(&two, &format!("since={t1}")).await);
+    // Both woke for the same message; what follows it (its unread count,
+    // counted by userapi a moment later) may have reached one answer and not
+    // the other. Once the server is quiet, the same token gets the same
+    // answer from each instance, and it holds what both woke for.
+    let (a, b) = answers_once_quiet(&one, &two, &format!("since={t1}")).await;
     assert_eq!(a, b);
-    assert_eq!(a, answers[0]);
+    assert_eq!(a["rooms"]["join"][&room]["timeline"], answers[0]["rooms"]["join"][&room]["timeline"]);
 }
