@@ -110,7 +110,7 @@ pub async fn add_rooms(
             continue;
         }
         let summary = if full || entry.members_changed { Some(summary(app, &room_id, user).await?) } else { None };
-        let prev_batch = Token { positions: Positions { events: entry.start, ..*to }, presence: 0 }.to_string();
+        let prev_batch = history_token(entry.start);
         let room_counts = counts.get(&room_id).cloned().unwrap_or_default();
         let thread_counts: Value = serde_json::from_str(&room_counts.threads).unwrap_or_else(|_| json!({}));
         let mut room = json!({
@@ -184,7 +184,7 @@ pub async fn add_rooms(
             full_state: initial,
         };
         let entry = room_entry(app, request, &window, ignored).await?;
-        let prev_batch = Token { positions: Positions { events: entry.start, ..*to }, presence: 0 }.to_string();
+        let prev_batch = history_token(entry.start);
         let room = json!({
             "timeline": { "events": entry.timeline, "limited": entry.limited, "prev_batch": prev_batch },
             state_field(request): { "events": entry.state },
@@ -389,6 +389,12 @@ async fn summary(app: &App, room_id: &str, user: &str) -> anyhow::Result<Value> 
         "m.joined_member_count": joined.len(),
         "m.invited_member_count": invited.len(),
     }))
+}
+
+/// A `prev_batch`: only its events position means anything (to `/messages`),
+/// so the others are left at zero and the token is the same however late it is made.
+fn history_token(events: i64) -> String {
+    Token { positions: Positions { events, ..Default::default() }, presence: 0 }.to_string()
 }
 
 /// The first members, joined or invited, in stream order, other than `user`.
