@@ -63,6 +63,10 @@ pub struct Delivery {
     pub delivered: i64,
 }
 
+/// How long one pull request waits for a message, and the server's heartbeat within it.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
+
 /// The delay before a failed message comes back: doubling from one second, at most a minute.
 fn backoff(delivered: i64) -> Duration {
     let exponent = delivered.clamp(1, 7) - 1;
@@ -104,7 +108,11 @@ where
     let label = format!("{stream_name}/{}", spec.durable);
 
     'reconnect: loop {
-        let mut messages = match consumer.stream().max_messages_per_batch(1).messages().await {
+        // Short-lived pull requests: a request the client or server loses track
+        // of under load holds delivery up until it expires, so it must expire
+        // soon (async-nats' default is 30 s, seen to stall the input in CI).
+        let pull = consumer.stream().max_messages_per_batch(1).expires(PULL_EXPIRES).heartbeat(PULL_HEARTBEAT);
+        let mut messages = match pull.messages().await {
             Ok(messages) => messages,
             Err(e) => {
                 tracing::warn!(consumer = %label, error = %e, "cannot pull; retrying");
