@@ -118,9 +118,14 @@ fn use_postgres() -> bool {
 /// connections could take it before our server binds it), and below the
 /// range deploy/local/up.sh picks from.
 pub fn free_port() -> u16 {
+    // Ports handed out by this process: one that is free now is still free
+    // for the next call until its deployment binds it, so never give it twice.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     for _ in 0..1000 {
         let port = rand::random_range(20000..26000);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let mut given = GIVEN.lock().expect("port list");
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
             return port;
         }
     }
