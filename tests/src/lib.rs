@@ -29,6 +29,7 @@ pub enum Mode {
     Polylith,
 }
 
+#[derive(Clone)]
 pub struct Options {
     pub mode: Mode,
     /// For the polylith: `HS_INSTANCES`, e.g. "roomserver=2 clientapi=1".
@@ -132,6 +133,18 @@ pub fn free_port() -> u16 {
     panic!("no free port between 20000 and 26000");
 }
 
+/// Whether a failed start failed because a port was taken meanwhile.
+fn port_taken(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("Address already in use")
+        || text.contains("duplicate listen")
+        || text.contains("address already in use")
+}
+
+fn note_port_retry(e: &anyhow::Error) {
+    eprintln!("a port was taken while the deployment started; trying other ports ({e:#})");
+}
+
 fn random_suffix() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
@@ -142,9 +155,19 @@ impl Deployment {
     }
 
     pub async fn start_with(options: Options) -> Deployment {
-        match Self::try_start(options).await {
-            Ok(deployment) => deployment,
-            Err(e) => panic!("cannot start the deployment: {e:#}"),
+        // Tests run in parallel processes that pick free ports independently:
+        // one may take a port another picked before it binds. Such a start is
+        // tried again on other ports.
+        let mut attempts = 0;
+        loop {
+            match Self::try_start(options.clone()).await {
+                Ok(deployment) => return deployment,
+                Err(e) if attempts < 3 && port_taken(&e) => {
+                    attempts += 1;
+                    note_port_retry(&e);
+                }
+                Err(e) => panic!("cannot start the deployment: {e:#}"),
+            }
         }
     }
 
