@@ -316,6 +316,19 @@ impl Store {
         .await?)
     }
 
+    /// The users joined to a room the user is joined to (the user included), in one query.
+    pub async fn room_mates(&self, user_id: &UserId) -> anyhow::Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT theirs.state_key FROM syncapi_current_state mine
+             JOIN syncapi_current_state theirs ON theirs.room_id = mine.room_id
+             WHERE mine.event_type = 'm.room.member' AND mine.state_key = $1 AND mine.membership = 'join'
+               AND theirs.event_type = 'm.room.member' AND theirs.membership = 'join'",
+        )
+        .bind(user_id.as_str())
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     /// The rooms where the user's current membership is `membership`.
     pub async fn rooms_with_membership(&self, user_id: &UserId, membership: &str) -> anyhow::Result<Vec<String>> {
         Ok(sqlx::query_scalar(
