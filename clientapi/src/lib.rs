@@ -33,6 +33,7 @@ const MIGRATIONS: &[Migration] = &[
         name: "send-to-device transaction ids",
         sql: include_str!("migrations/0004_to_device_txns.sql"),
     },
+    Migration { version: 5, name: "uia operations", sql: include_str!("migrations/0005_uia_operations.sql") },
 ];
 
 /// What every handler works with.

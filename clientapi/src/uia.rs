@@ -1,6 +1,8 @@
 //! User-interactive authentication. Sessions live in `clientapi_uia_sessions`
 //! so that a client may send each stage to a different clientapi instance.
 
+use std::collections::BTreeSet;
+
 use axum::response::{IntoResponse, Response};
 use common::{
     api::userapi::{Authenticate, AuthenticateRequest},
@@ -11,7 +13,7 @@ use common::{
 };
 use http::StatusCode;
 use ruma::{
-    UserId,
+    DeviceId, UserId,
     api::client::uiaa::{AuthData, AuthType, UserIdentifier},
 };
 use serde_json::{Value, json};
@@ -61,25 +63,38 @@ impl From<sqlx::Error> for UiaError {
     }
 }
 
-/// What is being authorised, so that a session cannot be reused for something else.
-#[derive(Clone, Copy)]
-pub enum Purpose {
-    Register,
-    ChangePassword,
-    Deactivate,
-    DeleteDevices,
-    LoginToken,
+/// What is being authorised: the kind of request and the body's fields that
+/// decide what it does. A session started for one operation completes that
+/// operation only, so a password typed to delete device A cannot delete B.
+pub struct Operation {
+    kind: &'static str,
+    /// The meaningful fields, canonically encoded.
+    detail: String,
 }
 
-impl Purpose {
-    fn name(self) -> &'static str {
-        match self {
-            Purpose::Register => "register",
-            Purpose::ChangePassword => "change_password",
-            Purpose::Deactivate => "deactivate",
-            Purpose::DeleteDevices => "delete_devices",
-            Purpose::LoginToken => "login_token",
-        }
+impl Operation {
+    pub fn register() -> Self {
+        Self { kind: "register", detail: String::new() }
+    }
+
+    /// The new password itself is not bound: it would have to be stored, and
+    /// the password stage completes the change at once.
+    pub fn change_password(logout_devices: bool) -> Self {
+        Self { kind: "change_password", detail: json!([logout_devices]).to_string() }
+    }
+
+    pub fn deactivate(erase: bool) -> Self {
+        Self { kind: "deactivate", detail: json!([erase]).to_string() }
+    }
+
+    /// Deleting the same devices in any order, through either endpoint, is one operation.
+    pub fn delete_devices<'a>(devices: impl IntoIterator<Item = &'a DeviceId>) -> Self {
+        let devices: BTreeSet<&str> = devices.into_iter().map(DeviceId::as_str).collect();
+        Self { kind: "delete_devices", detail: json!(devices).to_string() }
+    }
+
+    pub fn login_token() -> Self {
+        Self { kind: "login_token", detail: String::new() }
     }
 }
 
@@ -98,18 +113,18 @@ struct Session {
 /// `None` for registration.
 pub async fn authenticate(
     app: &App,
-    purpose: Purpose,
+    operation: &Operation,
     flows: &[Vec<AuthType>],
     auth: Option<&AuthData>,
     user: Option<&UserId>,
 ) -> Result<(), UiaError> {
     let Some(auth) = auth else {
-        let session = new_session(app, purpose, user).await?;
+        let session = new_session(app, operation, user).await?;
         return Err(challenge(flows, &session, None));
     };
     let mut session = match auth.session() {
-        Some(id) => load_session(app, purpose, user, id).await?,
-        None => new_session(app, purpose, user).await?,
+        Some(id) => load_session(app, operation, user, id).await?,
+        None => new_session(app, operation, user).await?,
     };
     let stage = auth.auth_type();
     let offered = stage.as_ref().is_some_and(|s| flows.iter().any(|flow| flow.contains(s)));
@@ -187,7 +202,7 @@ fn challenge(flows: &[Vec<AuthType>], session: &Session, error: Option<MatrixErr
     UiaError::Challenge(body)
 }
 
-async fn new_session(app: &App, purpose: Purpose, user: Option<&UserId>) -> Result<Session, UiaError> {
+async fn new_session(app: &App, operation: &Operation, user: Option<&UserId>) -> Result<Session, UiaError> {
     let now = now_ms();
     sqlx::query("DELETE FROM clientapi_uia_sessions WHERE created_ts < $1")
         .bind(now - SESSION_LIFETIME_MS)
@@ -195,11 +210,12 @@ async fn new_session(app: &App, purpose: Purpose, user: Option<&UserId>) -> Resu
         .await?;
     let id = random_id(24);
     sqlx::query(
-        "INSERT INTO clientapi_uia_sessions (session_id, purpose, user_id, completed, created_ts)
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO clientapi_uia_sessions (session_id, purpose, detail, user_id, completed, created_ts)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&id)
-    .bind(purpose.name())
+    .bind(operation.kind)
+    .bind(&operation.detail)
     .bind(user.map(|u| u.as_str()))
     .bind("[]")
     .bind(now)
@@ -208,18 +224,29 @@ async fn new_session(app: &App, purpose: Purpose, user: Option<&UserId>) -> Resu
     Ok(Session { id, completed: Vec::new() })
 }
 
-async fn load_session(app: &App, purpose: Purpose, user: Option<&UserId>, id: &str) -> Result<Session, UiaError> {
-    let row: Option<(String, Option<String>, String, i64)> = sqlx::query_as(
-        "SELECT purpose, user_id, completed, created_ts FROM clientapi_uia_sessions WHERE session_id = $1",
+/// The session named by the client, if it was started by the same user for
+/// the same operation. A session for another operation is refused without
+/// being touched, so it can still complete the operation it was made for.
+async fn load_session(app: &App, operation: &Operation, user: Option<&UserId>, id: &str) -> Result<Session, UiaError> {
+    let row: Option<(String, String, Option<String>, String, i64)> = sqlx::query_as(
+        "SELECT purpose, detail, user_id, completed, created_ts FROM clientapi_uia_sessions WHERE session_id = $1",
     )
     .bind(id)
     .fetch_optional(app.db.pool())
     .await?;
-    let unknown = || UiaError::Matrix(MatrixError::invalid_param("Unknown or expired authentication session"));
-    let (stored_purpose, stored_user, completed, created_ts) = row.ok_or_else(unknown)?;
-    let same_user = stored_user.as_deref() == user.map(|u| u.as_str());
-    if stored_purpose != purpose.name() || !same_user || created_ts < now_ms() - SESSION_LIFETIME_MS {
-        return Err(unknown());
+    let Some((kind, detail, stored_user, completed, created_ts)) = row else {
+        return Err(MatrixError::invalid_param("Unknown or expired authentication session").into());
+    };
+    if created_ts < now_ms() - SESSION_LIFETIME_MS {
+        return Err(MatrixError::invalid_param("Unknown or expired authentication session").into());
+    }
+    if stored_user.as_deref() != user.map(|u| u.as_str()) {
+        return Err(MatrixError::forbidden("This authentication session belongs to another user").into());
+    }
+    if kind != operation.kind || detail != operation.detail {
+        return Err(
+            MatrixError::forbidden("The requested operation has changed during the authentication session").into()
+        );
     }
     let completed = serde_json::from_str(&completed).map_err(anyhow::Error::from)?;
     Ok(Session { id: id.to_owned(), completed })

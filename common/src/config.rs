@@ -43,6 +43,10 @@ pub struct Global {
     pub well_known_server: Option<String>,
     #[serde(default)]
     pub allow_private_outbound: bool,
+    /// PEM files of CA certificates that outbound HTTPS trusts besides the
+    /// system's (push gateways now, federation later).
+    #[serde(default)]
+    pub outbound_trusted_ca_files: Vec<PathBuf>,
     #[serde(default)]
     pub rate_limits: RateLimits,
     #[serde(default = "default_max_request_bytes")]
@@ -335,6 +339,10 @@ impl Config {
         {
             return Err(ConfigError::new("global.well_known_server", "must be host or host:port"));
         }
+        for path in &self.global.outbound_trusted_ca_files {
+            crate::outbound::load_ca_file(path)
+                .map_err(|e| ConfigError::new("global.outbound_trusted_ca_files", format!("{e:#}")))?;
+        }
         if let Some(url) = &self.global.database {
             check_database_url("global.database", url)?;
         }
@@ -510,5 +518,10 @@ mod tests {
         let text = render(&example_options()).replace("server_name: example.org", "server_name: \"bad name!\"");
         let err = Config::parse(&text).unwrap_err();
         assert_eq!(err.field, "global.server_name", "{err}");
+        let text = render(&example_options())
+            .replace("outbound_trusted_ca_files: []", "outbound_trusted_ca_files: [/nonexistent/ca.pem]");
+        let err = Config::parse(&text).unwrap_err();
+        assert_eq!(err.field, "global.outbound_trusted_ca_files", "{err}");
+        assert!(err.message.contains("/nonexistent/ca.pem"), "{err}");
     }
 }

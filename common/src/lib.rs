@@ -7,6 +7,7 @@ pub mod bus;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod members;
 pub mod metrics;
 pub mod outbound;
 pub mod pdu;

@@ -1,16 +1,24 @@
 //! The HTTP client for requests to other servers (federation, push gateways).
 //! Addresses on loopback, private and other non-public ranges are refused
 //! unless the config allows them, so a remote party cannot make us probe our
-//! own network.
+//! own network. HTTPS is rustls on the ring provider, trusting the system's
+//! CA certificates plus those of `global.outbound_trusted_ca_files`.
 
 use std::{
     net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use rustls::{
+    RootCertStore,
+    pki_types::{CertificateDer, pem::PemObject},
+};
+
+use crate::config::Global;
 
 /// Whether an address is outside the public internet.
 pub fn is_private(ip: IpAddr) -> bool {
@@ -59,6 +67,49 @@ impl Resolve for PublicOnly {
     }
 }
 
+/// Reads the CA certificates of one PEM file, checking that each can be a
+/// trust anchor; a file without any certificate is an error.
+pub fn load_ca_file(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{} is not valid PEM", path.display()))?;
+    if certs.is_empty() {
+        bail!("{} holds no PEM CERTIFICATE", path.display());
+    }
+    for (i, cert) in certs.iter().enumerate() {
+        RootCertStore::empty()
+            .add(cert.clone())
+            .with_context(|| format!("certificate {} of {} cannot be a trust anchor", i + 1, path.display()))?;
+    }
+    Ok(certs)
+}
+
+/// The system's CA certificates plus those of `ca_files`.
+fn trusted_roots(ca_files: &[PathBuf]) -> anyhow::Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for error in &native.errors {
+        tracing::warn!(%error, "cannot load some of the system's CA certificates");
+    }
+    let (_, unusable) = roots.add_parsable_certificates(native.certs);
+    if unusable > 0 {
+        tracing::warn!(unusable, "some of the system's CA certificates cannot be trust anchors; ignored");
+    }
+    for path in ca_files {
+        for cert in load_ca_file(path)? {
+            roots.add(cert)?;
+        }
+    }
+    if roots.is_empty() {
+        tracing::warn!("no trusted CA certificate: every outbound HTTPS request will fail");
+    }
+    Ok(roots)
+}
+
+/// The client every outbound request goes through: build it once per
+/// component with [`OutboundClient::new`] and clone it (clones share the
+/// connection pool).
 #[derive(Clone)]
 pub struct OutboundClient {
     client: reqwest::Client,
@@ -66,8 +117,25 @@ pub struct OutboundClient {
 }
 
 impl OutboundClient {
-    pub fn new(allow_private: bool) -> anyhow::Result<Self> {
+    /// The client the config asks for: `allow_private_outbound` and
+    /// `outbound_trusted_ca_files` of `global`.
+    pub fn new(global: &Global) -> anyhow::Result<Self> {
+        Self::build(global.allow_private_outbound, &global.outbound_trusted_ca_files)
+    }
+
+    fn build(allow_private: bool, ca_files: &[PathBuf]) -> anyhow::Result<Self> {
+        // The provider is given here rather than installed as the process
+        // default: nothing global to race on or to find already taken when
+        // several components build clients in one process.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(trusted_roots(ca_files)?)
+            .with_no_client_auth();
+        // reqwest speaks HTTP/1.1 only here (no http2 feature).
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let mut builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             // A redirect could lead to an address we would refuse.
@@ -141,13 +209,36 @@ mod tests {
     #[tokio::test]
     async fn private_destinations_are_refused_unless_allowed() {
         let addr = local_server().await;
-        let refusing = OutboundClient::new(false).unwrap();
-        for url in [format!("http://{addr}/"), format!("http://localhost:{}/", addr.port())] {
-            let request = refusing.client().get(&url).build().unwrap();
-            assert!(refusing.execute(request).await.is_err(), "{url} must be refused");
+        let refusing = OutboundClient::build(false, &[]).unwrap();
+        for scheme in ["http", "https"] {
+            for url in [format!("{scheme}://{addr}/"), format!("{scheme}://localhost:{}/", addr.port())] {
+                let request = refusing.client().get(&url).build().unwrap();
+                let err = refusing.execute(request).await.expect_err(&format!("{url} must be refused"));
+                let err = format!("{err:#}");
+                assert!(err.contains("private address") || err.contains("no public address"), "{url}: {err}");
+            }
         }
-        let allowing = OutboundClient::new(true).unwrap();
+        let allowing = OutboundClient::build(true, &[]).unwrap();
         let request = allowing.client().get(format!("http://localhost:{}/", addr.port())).build().unwrap();
         assert_eq!(allowing.execute(request).await.unwrap().status(), 200);
+    }
+
+    #[test]
+    fn ca_files_must_hold_usable_certificates() {
+        let dir = std::env::temp_dir().join(format!("outbound-ca-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.pem");
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "just text\n").unwrap();
+        let bad_der = dir.join("bad.pem");
+        std::fs::write(&bad_der, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+        for (path, expected) in
+            [(&missing, "cannot read"), (&not_pem, "no PEM CERTIFICATE"), (&bad_der, "cannot be a trust anchor")]
+        {
+            let err = format!("{:#}", load_ca_file(path).unwrap_err());
+            assert!(err.contains(expected) && err.contains(&path.display().to_string()), "{err}");
+            assert!(OutboundClient::build(true, std::slice::from_ref(path)).is_err());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

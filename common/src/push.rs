@@ -1,7 +1,10 @@
 //! Push rules as clients see them.
 
-use ruma::{UserId, push::Ruleset};
-use serde_json::Value;
+use ruma::{
+    UserId,
+    push::{ConditionalPushRule, PatternedPushRule, Ruleset},
+};
+use serde_json::{Value, json};
 
 /// The ruleset with every kind listed, empty ones too: ruma leaves those
 /// out, Synapse and the spec's examples list all five, and clients index them.
@@ -17,5 +20,59 @@ pub fn ruleset_json(ruleset: &Ruleset) -> Value {
 
 /// The `m.push_rules` account data of an account that never changed its rules.
 pub fn default_push_rules(user_id: &UserId) -> Value {
-    serde_json::json!({ "global": ruleset_json(&Ruleset::server_default(user_id)) })
+    serde_json::json!({ "global": ruleset_json(&server_default(user_id)) })
+}
+
+/// The spec's predefined rules, with the three that v1.7 deprecated in favour
+/// of `m.mentions` and that ruma no longer lists: clients still expect them
+/// (matrix-js-sdk warns when they are missing), and they still match events
+/// without `m.mentions`, which ruma's evaluation already takes care of.
+pub fn server_default(user_id: &UserId) -> Ruleset {
+    let mut rules = Ruleset::server_default(user_id);
+    let highlight_sound = json!(["notify", {"set_tweak": "sound", "value": "default"}, {"set_tweak": "highlight"}]);
+    let contains_display_name = json!({
+        "rule_id": ".m.rule.contains_display_name",
+        "default": true,
+        "enabled": true,
+        "conditions": [{"kind": "contains_display_name"}],
+        "actions": highlight_sound,
+    });
+    let roomnotif = json!({
+        "rule_id": ".m.rule.roomnotif",
+        "default": true,
+        "enabled": true,
+        "conditions": [
+            {"kind": "event_match", "key": "content.body", "pattern": "@room"},
+            {"kind": "sender_notification_permission", "key": "room"},
+        ],
+        "actions": ["notify", {"set_tweak": "highlight"}],
+    });
+    let contains_user_name = json!({
+        "rule_id": ".m.rule.contains_user_name",
+        "default": true,
+        "enabled": true,
+        "pattern": user_id.localpart(),
+        "actions": highlight_sound,
+    });
+    let legacy = |rule: Value| serde_json::from_value::<ConditionalPushRule>(rule).expect("a valid push rule");
+    insert_override_after(&mut rules, ".m.rule.is_user_mention", legacy(contains_display_name));
+    insert_override_after(&mut rules, ".m.rule.is_room_mention", legacy(roomnotif));
+    let pattern = serde_json::from_value::<PatternedPushRule>(contains_user_name).expect("a valid push rule");
+    rules.content.insert(pattern);
+    rules
+}
+
+/// Places an override `rule` right after `anchor` (last when there is no such rule).
+fn insert_override_after(rules: &mut Ruleset, anchor: &str, rule: ConditionalPushRule) {
+    let overrides = &mut rules.override_;
+    let at = overrides.iter().position(|r| r.rule_id == anchor).map_or(overrides.len(), |i| i + 1);
+    overrides.shift_insert(at, rule);
+}
+
+/// A stored ruleset with the server's defaults as they are now: a default
+/// rule added since the account last changed its rules appears, one no
+/// longer predefined goes, and the user's own rules and choices stay.
+pub fn with_current_defaults(mut stored: Ruleset, user_id: &UserId) -> Ruleset {
+    stored.update_with_server_default(server_default(user_id));
+    stored
 }

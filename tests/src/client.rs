@@ -44,6 +44,7 @@ impl Answer {
 
 impl Client {
     pub fn new(base_url: &str) -> Self {
+        crate::tls::install_default_provider();
         Self {
             http: reqwest::Client::new(),
             base_url: base_url.trim_end_matches('/').to_owned(),

@@ -7,10 +7,16 @@
 //! `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432`);
 //! `TEST_NATS_URL` (default `nats://127.0.0.1:4222`); `HS_BIN_DIR` (default:
 //! the target directory these tests were built into).
+//!
+//! reqwest has no TLS provider of its own here, so a plain
+//! `reqwest::Client::new()` needs rustls' process default: [`Deployment::start_with`]
+//! and [`client::Client::new`] install it ([`tls::install_default_provider`]),
+//! and a scenario that builds a reqwest client before either calls that first.
 
 pub mod client;
 pub mod events;
 pub mod streams;
+pub mod tls;
 
 use std::{
     path::{Path, PathBuf},
@@ -155,6 +161,7 @@ impl Deployment {
     }
 
     pub async fn start_with(options: Options) -> Deployment {
+        tls::install_default_provider();
         // Tests run in parallel processes that pick free ports independently:
         // one may take a port another picked before it binds. Such a start is
         // tried again on other ports.

@@ -41,7 +41,9 @@ async fn raw_post(url: &reqwest::Url, framing: &str, size: usize) -> u16 {
         if chunked {
             writer.write_all(b"0\r\n\r\n").await?;
         }
-        Ok::<_, std::io::Error>(())
+        // Kept open until the answer is read, as clients do: a half-closed
+        // connection would be a client giving up.
+        Ok::<_, std::io::Error>(writer)
     });
     let mut response = Vec::new();
     let mut buf = [0u8; 4096];

@@ -1,7 +1,9 @@
 //! Push notifications end to end: a push gateway in the test records what
 //! userapi POSTs, for one-to-one messages, mentions and muted rooms; slow,
 //! rejecting and failing gateways; a userapi killed with pushes queued;
-//! `GET /notifications` and the counts on `OutputNotificationData`.
+//! `GET /notifications` and the counts on `OutputNotificationData`; gateways
+//! served over HTTPS, pushed to when `global.outbound_trusted_ca_files`
+//! trusts their certificate's CA and never otherwise.
 
 use std::{
     collections::HashMap,
@@ -9,12 +11,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
+use axum::{Json, Router, extract::State, http::StatusCode, routing::post, serve::Listener};
 use serde_json::{Value, json};
 use tests::{
-    Deployment, Mode,
+    Deployment, Mode, Options,
     client::{Client, enc},
     streams::read_until,
+    tls::{HandshakeFailures, TestCa, TlsListener},
 };
 
 /// What the gateway does with a push for a pushkey (default: accept).
@@ -36,12 +39,25 @@ struct Gateway {
 impl Gateway {
     /// Serves on loopback; returns the gateway and its notify URL.
     async fn start() -> (Gateway, String) {
-        let gateway = Gateway::default();
-        let app = Router::new().route("/_matrix/push/v1/notify", post(notify)).with_state(gateway.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/_matrix/push/v1/notify", listener.local_addr().unwrap());
+        (Gateway::serve(listener), url)
+    }
+
+    /// Serves HTTPS on loopback with the certificate of `ca` for 127.0.0.1;
+    /// returns the gateway, its notify URL and the handshakes that failed.
+    async fn start_https(ca: &TestCa) -> (Gateway, String, HandshakeFailures) {
+        let listener = TlsListener::bind(ca.server_config(&["127.0.0.1"])).await;
+        let url = format!("https://{}/_matrix/push/v1/notify", listener.local_addr().unwrap());
+        let failures = listener.handshake_failures();
+        (Gateway::serve(listener), url, failures)
+    }
+
+    fn serve<L: Listener<Addr: std::fmt::Debug>>(listener: L) -> Gateway {
+        let gateway = Gateway::default();
+        let app = Router::new().route("/_matrix/push/v1/notify", post(notify)).with_state(gateway.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        (gateway, url)
+        gateway
     }
 
     fn set(&self, pushkey: &str, behaviour: Behaviour) {
@@ -388,4 +404,80 @@ async fn an_invite_notifies_the_invitee() {
     assert_eq!(push["content"]["membership"], "invite");
     assert_eq!(push["user_is_target"], true);
     assert_eq!(push["devices"][0]["tweaks"], json!({"sound": "default"}));
+}
+
+/// Bob has two pushers on HTTPS gateways, one with a certificate from a CA
+/// that `outbound_trusted_ca_files` names, one from a CA it does not. The
+/// first gets the push. The second gets nothing: the homeserver aborts each
+/// handshake with it for the unknown CA, and keeps both the push queued (the
+/// second aborted handshake is its retry) and the pusher.
+async fn https_gateways_get_pushes_only_with_a_trusted_certificate(mode: Mode) {
+    let trusted_ca = TestCa::new("trusted test CA");
+    let untrusted_ca = TestCa::new("untrusted test CA");
+    let ca_files = serde_json::to_string(&[trusted_ca.pem_path()]).unwrap();
+    let deployment =
+        Deployment::start_with(Options::new(mode).set("global.outbound_trusted_ca_files", &ca_files)).await;
+    let (trusted, trusted_url, _) = Gateway::start_https(&trusted_ca).await;
+    let (untrusted, untrusted_url, untrusted_failures) = Gateway::start_https(&untrusted_ca).await;
+    let alice = deployment.new_user().await;
+    let bob = deployment.new_user().await;
+    set_pusher(&bob, "bob-untrusted", json!({"url": untrusted_url})).await;
+    set_pusher(&bob, "bob-trusted", json!({"url": trusted_url, "custom": "kept"})).await;
+    let room = public_room(&alice, &[&bob]).await;
+
+    let hello = send(&alice, &room, text("hello over TLS")).await;
+    let mut push = trusted.push_of("bob-trusted", &hello, Duration::from_secs(20)).await;
+    let pushkey_ts = push["devices"][0]["pushkey_ts"].take();
+    assert!(pushkey_ts.as_u64().is_some_and(|ts| ts > 1_700_000_000), "seconds: {pushkey_ts}");
+    assert_eq!(
+        push,
+        json!({
+            "event_id": hello,
+            "room_id": room,
+            "type": "m.room.message",
+            "sender": alice.user_id,
+            "sender_display_name": localpart(&alice.user_id),
+            "content": text("hello over TLS"),
+            "prio": "high",
+            "counts": {"unread": 1, "missed_calls": 0},
+            "devices": [{
+                "app_id": "org.example.app",
+                "pushkey": "bob-trusted",
+                "pushkey_ts": null,
+                "data": {"custom": "kept"},
+                "tweaks": {"sound": "default"},
+            }],
+        })
+    );
+
+    // A failed first attempt is retried a second later.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let failures = untrusted_failures.lock().unwrap().clone();
+        if failures.len() >= 2 {
+            assert!(failures.iter().all(|f| f.contains("UnknownCA")), "the client refused the CA: {failures:#?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no retry reached the untrusted gateway; its failed handshakes: {failures:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(untrusted.attempts("bob-untrusted"), 0, "no notification went past an untrusted certificate");
+    let pushers = bob.get("/pushers").await.expect(200);
+    let mut keys: Vec<&str> =
+        pushers["pushers"].as_array().unwrap().iter().map(|p| p["pushkey"].as_str().unwrap()).collect();
+    keys.sort();
+    assert_eq!(keys, ["bob-trusted", "bob-untrusted"], "a TLS failure is no rejection: {pushers:#}");
+}
+
+#[tokio::test]
+async fn https_gateways_get_pushes_only_with_a_trusted_certificate_monolith() {
+    https_gateways_get_pushes_only_with_a_trusted_certificate(Mode::Monolith).await;
+}
+
+#[tokio::test]
+async fn https_gateways_get_pushes_only_with_a_trusted_certificate_polylith() {
+    https_gateways_get_pushes_only_with_a_trusted_certificate(Mode::Polylith).await;
 }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::{
     App, membership,
-    uia::{self, Purpose, UiaError},
+    uia::{self, Operation, UiaError},
 };
 
 /// `is_guest` is sent even when false, which ruma would leave out.
@@ -32,7 +32,8 @@ pub async fn change_password(
     let check = CheckRegistrationRequest { localpart: None, password: Some(request.body.new_password.clone()) };
     app.rt.bus.call::<CheckRegistration>(&check).await?;
     let auth = request.body.auth.as_ref();
-    uia::authenticate(&app, Purpose::ChangePassword, &uia::password_flows(), auth, Some(&user.user_id)).await?;
+    let operation = Operation::change_password(request.body.logout_devices);
+    uia::authenticate(&app, &operation, &uia::password_flows(), auth, Some(&user.user_id)).await?;
     let set = SetPasswordRequest {
         user_id: user.user_id.clone(),
         password: request.body.new_password.clone(),
@@ -49,7 +50,8 @@ pub async fn deactivate(
 ) -> Result<RumaResponse<deactivate::v3::Response>, UiaError> {
     let user = request.require_user()?;
     let auth = request.body.auth.as_ref();
-    uia::authenticate(&app, Purpose::Deactivate, &uia::password_flows(), auth, Some(&user.user_id)).await?;
+    let operation = Operation::deactivate(request.body.erase);
+    uia::authenticate(&app, &operation, &uia::password_flows(), auth, Some(&user.user_id)).await?;
     let deactivate = DeactivateRequest { user_id: user.user_id.clone(), erase: request.body.erase };
     app.rt.bus.call::<Deactivate>(&deactivate).await?;
     membership::leave_everything(&app, &user.user_id).await;

@@ -15,18 +15,23 @@ use serde_json::{Value, json};
 
 use crate::{
     App,
-    uia::{self, Purpose, UiaError},
+    uia::{self, Operation, UiaError},
 };
 
-/// Every key present, null when unknown: some clients (matrix-nio) refuse
-/// a device without them.
+/// What is unknown is left out, as the spec's schema says; ruma's `Device`
+/// would write a null name.
 fn to_device(d: api::Device) -> Value {
-    json!({
-        "device_id": d.device_id,
-        "display_name": d.display_name,
-        "last_seen_ip": d.last_seen_ip,
-        "last_seen_ts": d.last_seen_ts,
-    })
+    let mut device = json!({ "device_id": d.device_id });
+    if let Some(name) = d.display_name {
+        device["display_name"] = json!(name);
+    }
+    if let Some(ip) = d.last_seen_ip {
+        device["last_seen_ip"] = json!(ip);
+    }
+    if let Some(ts) = d.last_seen_ts {
+        device["last_seen_ts"] = json!(ts);
+    }
+    device
 }
 
 async fn devices_of(app: &App, user_id: &ruma::UserId) -> Result<Vec<api::Device>, MatrixError> {
@@ -75,7 +80,8 @@ pub async fn delete_device(
 ) -> Result<RumaResponse<delete_device::v3::Response>, UiaError> {
     let user = request.require_user()?;
     let auth = request.body.auth.as_ref();
-    uia::authenticate(&app, Purpose::DeleteDevices, &uia::password_flows(), auth, Some(&user.user_id)).await?;
+    let operation = Operation::delete_devices([&*request.body.device_id]);
+    uia::authenticate(&app, &operation, &uia::password_flows(), auth, Some(&user.user_id)).await?;
     let devices = DeviceSelection::Only(vec![request.body.device_id.clone()]);
     app.rt.bus.call::<DeleteDevices>(&DeleteDevicesRequest { user_id: user.user_id.clone(), devices }).await?;
     Ok(RumaResponse(delete_device::v3::Response::new()))
@@ -87,7 +93,8 @@ pub async fn delete_devices(
 ) -> Result<RumaResponse<delete_devices::v3::Response>, UiaError> {
     let user = request.require_user()?;
     let auth = request.body.auth.as_ref();
-    uia::authenticate(&app, Purpose::DeleteDevices, &uia::password_flows(), auth, Some(&user.user_id)).await?;
+    let operation = Operation::delete_devices(request.body.devices.iter().map(|d| &**d));
+    uia::authenticate(&app, &operation, &uia::password_flows(), auth, Some(&user.user_id)).await?;
     let devices = DeviceSelection::Only(request.body.devices.clone());
     app.rt.bus.call::<DeleteDevices>(&DeleteDevicesRequest { user_id: user.user_id.clone(), devices }).await?;
     Ok(RumaResponse(delete_devices::v3::Response::new()))

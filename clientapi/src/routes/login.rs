@@ -28,7 +28,7 @@ use ruma::api::client::{
 
 use crate::{
     App, ip_string,
-    uia::{self, Purpose, UiaError},
+    uia::{self, Operation, UiaError},
 };
 
 pub async fn get_login_types(_: Ruma<get_login_types::v3::Request>) -> RumaResponse<get_login_types::v3::Response> {
@@ -95,7 +95,7 @@ pub async fn get_login_token(
     let user = request.require_user()?;
     uia::authenticate(
         &app,
-        Purpose::LoginToken,
+        &Operation::login_token(),
         &uia::password_flows(),
         request.body.auth.as_ref(),
         Some(&user.user_id),

@@ -7,6 +7,7 @@ use axum::{Json, extract::State};
 use common::{
     api::roomserver::{StateFilter, StoredEvent},
     http::{MatrixError, Ruma},
+    members::MembershipFilter,
 };
 use ruma::{EventId, RoomId, UserId, api::client::membership::get_member_events, events::StateEventType};
 use serde_json::{Value, json};
@@ -22,6 +23,7 @@ pub async fn get_member_events(
 ) -> Result<Json<Value>, MatrixError> {
     let user = request.require_user()?;
     let body = &request.body;
+    let filter = MembershipFilter::new(body.membership.as_ref(), body.not_membership.as_ref())?;
     let room_id = &body.room_id;
     // A forgotten room's history is no longer the user's to read.
     if membership::membership_of(&app, room_id, &user.user_id).await?.forgotten {
@@ -44,18 +46,10 @@ pub async fn get_member_events(
         }
         (readable, None) => members_in(&app, room_id, readable).await?,
     };
-    let wanted = |membership: &str| match (&body.membership, &body.not_membership) {
-        (None, None) => true,
-        // Together they mean either condition.
-        (only, not) => {
-            only.as_ref().is_some_and(|only| only.as_str() == membership)
-                || not.as_ref().is_some_and(|not| not.as_str() != membership)
-        }
-    };
     let mut chunk = Vec::new();
     for stored in &members {
         let pdu = rooms::parse_stored(stored.event_id.clone(), stored.event.clone())?;
-        if pdu.content_str("membership").is_some_and(|m| wanted(&m)) {
+        if pdu.content_str("membership").is_some_and(|m| filter.wants(&m)) {
             chunk.push(rooms::client_event(stored)?);
         }
     }

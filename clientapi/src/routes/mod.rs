@@ -46,7 +46,7 @@ mod well_known;
 use std::sync::Arc;
 
 use axum::{Router, routing::get};
-use common::http::RumaRouter;
+use common::http::{RouteOptions, RumaRouter};
 use ruma::api::{
     client::{
         account::{
@@ -88,8 +88,8 @@ pub fn router(app: Arc<App>) -> Router {
         .ruma::<login_api::v3::Request, _, _>(login::login)
         .ruma::<get_login_token::v1::Request, _, _>(login::get_login_token)
         .ruma::<refresh_token::v3::Request, _, _>(refresh::refresh)
-        .ruma_guest::<logout_api::v3::Request, _, _>(logout::logout)
-        .ruma_guest::<logout_all::v3::Request, _, _>(logout::logout_all)
+        .ruma_with::<logout_api::v3::Request, _, _>(logout::logout, RouteOptions::GUESTS_EMPTY_BODY)
+        .ruma_with::<logout_all::v3::Request, _, _>(logout::logout_all, RouteOptions::GUESTS_EMPTY_BODY)
         .ruma_guest::<whoami::v3::Request, _, _>(account::whoami)
         .ruma::<change_password::v3::Request, _, _>(account::change_password)
         .ruma::<deactivate::v3::Request, _, _>(account::deactivate)
@@ -112,15 +112,18 @@ pub fn router(app: Arc<App>) -> Router {
         // Filters
         .ruma_guest::<create_filter::v3::Request, _, _>(filter::create_filter)
         .ruma_guest::<get_filter::v3::Request, _, _>(filter::get_filter)
-        // Membership
-        .ruma_guest::<join_room_by_id::v3::Request, _, _>(join::join_room_by_id)
-        .ruma_guest::<join_room_by_id_or_alias::v3::Request, _, _>(join::join_room_by_id_or_alias)
-        .ruma_guest::<leave_room::v3::Request, _, _>(leave::leave_room)
-        .ruma::<forget_room::v3::Request, _, _>(forget::forget_room)
-        .ruma::<invite_user::v3::Request, _, _>(invite::invite_user)
-        .ruma::<kick_user::v3::Request, _, _>(kick::kick_user)
-        .ruma::<ban_user::v3::Request, _, _>(ban::ban_user)
-        .ruma::<unban_user::v3::Request, _, _>(unban::unban_user)
+        // Membership: an empty body is `{}` here, as Synapse takes it and clients send it
+        .ruma_with::<join_room_by_id::v3::Request, _, _>(join::join_room_by_id, RouteOptions::GUESTS_EMPTY_BODY)
+        .ruma_with::<join_room_by_id_or_alias::v3::Request, _, _>(
+            join::join_room_by_id_or_alias,
+            RouteOptions::GUESTS_EMPTY_BODY,
+        )
+        .ruma_with::<leave_room::v3::Request, _, _>(leave::leave_room, RouteOptions::GUESTS_EMPTY_BODY)
+        .ruma_with::<forget_room::v3::Request, _, _>(forget::forget_room, RouteOptions::EMPTY_BODY)
+        .ruma_with::<invite_user::v3::Request, _, _>(invite::invite_user, RouteOptions::EMPTY_BODY)
+        .ruma_with::<kick_user::v3::Request, _, _>(kick::kick_user, RouteOptions::EMPTY_BODY)
+        .ruma_with::<ban_user::v3::Request, _, _>(ban::ban_user, RouteOptions::EMPTY_BODY)
+        .ruma_with::<unban_user::v3::Request, _, _>(unban::unban_user, RouteOptions::EMPTY_BODY)
         .ruma::<knock_room::v3::Request, _, _>(knock::knock_room)
         .ruma::<joined_rooms_api::v3::Request, _, _>(joined_rooms::joined_rooms)
         .ruma_guest::<get_member_events::v3::Request, _, _>(members::get_member_events)
@@ -162,7 +165,7 @@ pub fn router(app: Arc<App>) -> Router {
         // Push rules: the whole ruleset
         .ruma_guest::<ruma::api::client::push::get_pushrules_all::v3::Request, _, _>(push_rules::get_all)
         .ruma_guest::<ruma::api::client::push::get_pushrules_global_scope::v3::Request, _, _>(push_rules::get_global)
-        // Push rules, pushers and notifications (issue 6)
+        // Push rules: one rule; pushers and notifications
         .ruma::<ruma::api::client::push::get_pushrule::v3::Request, _, _>(push_rules::get_rule)
         .ruma::<ruma::api::client::push::set_pushrule::v3::Request, _, _>(push_rules::set_rule)
         .ruma::<ruma::api::client::push::delete_pushrule::v3::Request, _, _>(push_rules::delete_rule)

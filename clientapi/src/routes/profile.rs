@@ -38,6 +38,7 @@ pub async fn get_profile_field(
     request: Ruma<get_profile_field::v3::Request>,
 ) -> Result<RumaResponse<get_profile_field::v3::Response>, MatrixError> {
     let field = request.body.field.as_str();
+    check_key(field)?;
     let value = profile_of(&app, &request.body.user_id)
         .await?
         .remove(field)
@@ -47,6 +48,27 @@ pub async fn get_profile_field(
     response.value = Some(value);
     Ok(RumaResponse(response))
 }
+
+/// A key outside the spec's grammar (`avatar_url`, `displayname`, `m.tz`, or
+/// a namespaced name such as `org.example.colour`) is refused, whatever the
+/// method, so nothing is stored under a name no client can ask for.
+fn check_key(key: &str) -> Result<(), MatrixError> {
+    let segment = |s: &str| {
+        s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    let known = matches!(key, "avatar_url" | "displayname" | "m.tz");
+    let namespaced = key.contains('.') && key.split('.').all(segment);
+    if key.len() > MAX_KEY_BYTES || !(known || namespaced) {
+        return Err(MatrixError::invalid_param(format!(
+            "{key:?} is not a profile key: avatar_url, displayname, m.tz or a namespaced name like org.example.field"
+        )));
+    }
+    Ok(())
+}
+
+/// Synapse's bound, so that a key never outgrows an index.
+const MAX_KEY_BYTES: usize = 255;
 
 /// Checks that the caller may change `user_id`'s `field`.
 fn check_own(caller: Option<&TokenOwner>, user_id: &UserId, field: &ProfileFieldName) -> Result<(), MatrixError> {
@@ -69,6 +91,7 @@ pub async fn set_profile_field(
 ) -> Result<RumaResponse<set_profile_field::v3::Response>, MatrixError> {
     let value = &request.body.value;
     let field = value.field_name();
+    check_key(field.as_str())?;
     check_own(request.user.as_ref(), &request.body.user_id, &field)?;
     if let ProfileFieldValue::AvatarUrl(url) = value
         && !url.as_str().is_empty()
@@ -90,6 +113,7 @@ pub async fn delete_profile_field(
     request: Ruma<delete_profile_field::v3::Request>,
 ) -> Result<RumaResponse<delete_profile_field::v3::Response>, MatrixError> {
     let field = &request.body.field;
+    check_key(field.as_str())?;
     check_own(request.user.as_ref(), &request.body.user_id, field)?;
     set(&app, &request.body.user_id, field, None).await?;
     Ok(RumaResponse(delete_profile_field::v3::Response::new()))

@@ -39,9 +39,9 @@ async fn ruleset(app: &App, user_id: &UserId) -> Result<Ruleset, MatrixError> {
                 global: Ruleset,
             }
             let stored: Stored = serde_json::from_str(raw.get()).map_err(MatrixError::internal)?;
-            Ok(stored.global)
+            Ok(common::push::with_current_defaults(stored.global, user_id))
         }
-        Err(RpcError::Remote(e)) if e.kind == RemoteErrorKind::NotFound => Ok(Ruleset::server_default(user_id)),
+        Err(RpcError::Remote(e)) if e.kind == RemoteErrorKind::NotFound => Ok(common::push::server_default(user_id)),
         Err(e) => Err(e.into()),
     }
 }

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::{
     App, ip_string,
-    uia::{self, Purpose, UiaError},
+    uia::{self, Operation, UiaError},
 };
 
 fn closed() -> MatrixError {
@@ -62,7 +62,7 @@ pub async fn register(
         } else {
             vec![vec![AuthType::RegistrationToken]]
         };
-        uia::authenticate(&app, Purpose::Register, &flows, body.auth.as_ref(), None).await?;
+        uia::authenticate(&app, &Operation::register(), &flows, body.auth.as_ref(), None).await?;
     }
     let session = (!body.inhibit_login).then(|| NewSession {
         // Guests have no say in their device.

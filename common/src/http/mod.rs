@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::MatrixError;
 pub use ratelimit::{RateLimiter, client_address};
-pub use ruma::{GuestAllowed, Ruma, RumaResponse, RumaRouter, TokenUse, read_body};
+pub use ruma::{GuestAllowed, RouteOptions, Ruma, RumaResponse, RumaRouter, TokenUse, read_body};
 
 use crate::{auth::TokenCache, config::Config};
 
@@ -79,7 +79,7 @@ pub fn finish(routes: Router, ctx: Arc<HttpContext>, health: HealthCheck) -> Rou
         .route("/metrics", get(|| async { crate::metrics::render() }))
         .fallback(|| async { MatrixError::unrecognized() })
         .method_not_allowed_fallback(|| async { MatrixError::method_not_allowed() })
-        .layer(middleware::from_fn(move |req, next| refuse_oversized(req, next, max_body)))
+        .layer(middleware::from_fn(move |req, next| buffer_body(req, next, max_body)))
         .layer(middleware::from_fn(record_metrics))
         .layer(Extension(ctx))
         .layer(middleware::from_fn(cors))
@@ -88,14 +88,49 @@ pub fn finish(routes: Router, ctx: Arc<HttpContext>, health: HealthCheck) -> Rou
         }))
 }
 
-/// Refuses a declared body larger than the limit before reading any of it.
-async fn refuse_oversized(req: Request, next: Next, max_body: usize) -> Response {
+/// Reads the whole body before the handler runs, so a handler that answers
+/// without reading it (a 401, a 404) leaves the connection clean for the
+/// client's next request: hyper closes a connection whose request body was
+/// left unread. A body over the limit is 413; it is still read and dropped
+/// when it is at most [`DRAIN_FACTOR`] times the limit, so the connection
+/// stays usable, and beyond that the answer says `Connection: close`.
+async fn buffer_body(req: Request, next: Next, max_body: usize) -> Response {
+    let (parts, body) = req.into_parts();
     let declared =
-        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max_body as u64) {
+        parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let drain_limit = max_body.saturating_mul(DRAIN_FACTOR);
+    if declared.is_some_and(|len| len > drain_limit as u64) {
+        return too_large_closing(max_body);
+    }
+    let mut body = body.into_data_stream();
+    let mut bytes = bytes::BytesMut::new();
+    let mut read = 0usize;
+    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+        let Ok(chunk) = chunk else {
+            return ([(header::CONNECTION, "close")], MatrixError::bad_json("Cannot read the request body"))
+                .into_response();
+        };
+        read += chunk.len();
+        if read > drain_limit {
+            return too_large_closing(max_body);
+        }
+        if read <= max_body {
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    if read > max_body {
         return MatrixError::too_large(max_body).into_response();
     }
-    next.run(req).await
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes.freeze()))).await
+}
+
+/// How many times the body limit a refused body may be before it is no
+/// longer read to keep the connection (beyond it, reading costs more than a
+/// new connection).
+const DRAIN_FACTOR: usize = 2;
+
+fn too_large_closing(max_body: usize) -> Response {
+    ([(header::CONNECTION, "close")], MatrixError::too_large(max_body)).into_response()
 }
 
 /// The CORS headers the spec asks every response to carry, and preflights answered directly.

@@ -50,6 +50,27 @@ impl<T> Ruma<T> {
 #[derive(Clone, Copy)]
 pub struct GuestAllowed;
 
+/// Marks a route that takes an empty body as `{}`.
+#[derive(Clone, Copy)]
+struct EmptyBodyAllowed;
+
+/// What a route allows beyond what its ruma type says.
+#[derive(Clone, Copy, Default)]
+pub struct RouteOptions {
+    /// Guest accounts may call it.
+    pub guests: bool,
+    /// An empty body is taken as `{}`: where the body's fields are all
+    /// optional and clients send none (membership changes, as Synapse
+    /// allows), or where the spec gives the endpoint no body at all.
+    pub empty_body: bool,
+}
+
+impl RouteOptions {
+    pub const GUESTS: Self = Self { guests: true, empty_body: false };
+    pub const EMPTY_BODY: Self = Self { guests: false, empty_body: true };
+    pub const GUESTS_EMPTY_BODY: Self = Self { guests: true, empty_body: true };
+}
+
 /// How an endpoint's authentication scheme treats an access token.
 pub trait TokenUse {
     const REQUIRED: bool;
@@ -119,30 +140,88 @@ where
             .map(|params| params.iter().map(|(_, value)| value.to_owned()).collect())
             .map_err(|e| MatrixError::invalid_param(format!("Invalid path parameter: {e}")))?;
         let bytes = read_body(body, ctx.max_body).await?;
+        let empty_allowed = parts.extensions.get::<EmptyBodyAllowed>().is_some();
+        check_body(&parts.method, &bytes, empty_allowed)?;
+        // Not every ruma body takes an empty body for `{}` by itself.
+        let bytes = if empty_allowed && bytes.is_empty() { bytes::Bytes::from_static(b"{}") } else { bytes };
         let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
-        let request = http::Request::from_parts(parts.clone(), bytes.as_ref());
-        let parsed = match T::try_from_http_request(request, &path_args) {
-            // No body where every field is optional, as matrix-nio's join
-            // sends and other servers accept: the same as `{}`.
-            Err(FromHttpRequestError::Deserialization(_)) if bytes.is_empty() => {
-                let empty_object = http::Request::from_parts(parts, b"{}".as_slice());
-                T::try_from_http_request(empty_object, &path_args)
-            }
+        let parsed = match parse::<T>(parts.clone(), &bytes, &path_args)? {
+            // A query parameter given with no value (`?filter=`) is taken as
+            // absent where the value would not parse, as Synapse takes it.
+            Err(_) if drop_empty_query_values(&mut parts.uri) => parse::<T>(parts, &bytes, &path_args)?,
             parsed => parsed,
         };
         match parsed {
-            Ok(body) => Ok(Ruma { body, user, client_ip, raw_body: bytes.clone() }),
+            Ok(body) => Ok(Ruma { body, user, client_ip, raw_body: bytes }),
             Err(FromHttpRequestError::MethodMismatch { .. }) => Err(MatrixError::method_not_allowed()),
             Err(FromHttpRequestError::Deserialization(DeserializationError::Json(e))) => {
-                if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
-                    Err(MatrixError::not_json("Request body is not valid JSON"))
-                } else {
-                    Err(MatrixError::bad_json(format!("Malformed request body: {e}")))
-                }
+                Err(MatrixError::bad_json(format!("Malformed request body: {e}")))
             }
             Err(e) => Err(MatrixError::invalid_param(format!("Invalid request: {e}"))),
         }
     }
+}
+
+/// ruma's deserialisers can panic on input they did not expect (its
+/// `LoginInfo` indexes a missing "type"); a client's mistake must stay a
+/// 400, and the panic is logged so that it gets fixed where it is.
+fn parse<T: IncomingRequest>(
+    parts: http::request::Parts,
+    body: &[u8],
+    path_args: &[&str],
+) -> Result<Result<T, FromHttpRequestError>, MatrixError> {
+    let request = http::Request::from_parts(parts, body);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| T::try_from_http_request(request, path_args))).map_err(
+        |_| {
+            tracing::error!(endpoint = std::any::type_name::<T>(), "parsing a request panicked");
+            MatrixError::bad_json("Malformed request body")
+        },
+    )
+}
+
+/// Drops the query parameters that have no value; false when there were none.
+fn drop_empty_query_values(uri: &mut http::Uri) -> bool {
+    let Some(query) = uri.query() else { return false };
+    let kept: Vec<&str> =
+        query.split('&').filter(|pair| pair.split_once('=').is_some_and(|(_, value)| !value.is_empty())).collect();
+    if kept.len() == query.split('&').count() {
+        return false;
+    }
+    let path_and_query =
+        if kept.is_empty() { uri.path().to_owned() } else { format!("{}?{}", uri.path(), kept.join("&")) };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = path_and_query.parse().ok();
+    match http::Uri::from_parts(parts) {
+        Ok(rewritten) => {
+            *uri = rewritten;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Every request body of the client-server API is a JSON object, required on
+/// POST and PUT: an empty body there is refused rather than read as `{}`
+/// (which ruma would do, and a message would be stored with empty content),
+/// except on the routes that take it as `{}` ([`RouteOptions::empty_body`]).
+/// A GET's body means nothing and is ignored.
+fn check_body(method: &http::Method, bytes: &[u8], empty_allowed: bool) -> Result<(), MatrixError> {
+    use http::Method;
+    if *method == Method::GET || *method == Method::HEAD {
+        return Ok(());
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        let required = (*method == Method::POST || *method == Method::PUT) && !empty_allowed;
+        return if required { Err(MatrixError::not_json("A JSON object is required as the body")) } else { Ok(()) };
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| MatrixError::not_json("The body is not valid UTF-8"))?;
+    if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+        return Err(MatrixError::not_json("The body is not valid JSON"));
+    }
+    if !text.trim_start().starts_with('{') {
+        return Err(MatrixError::bad_json("The body must be a JSON object"));
+    }
+    Ok(())
 }
 
 /// Reads a body of at most `limit` bytes; a larger one is 413 M_TOO_LARGE.
@@ -180,6 +259,13 @@ pub trait RumaRouter<S> {
         T: IncomingRequest,
         H: Handler<X, S>,
         X: 'static;
+
+    /// Like [`RumaRouter::ruma`], with options.
+    fn ruma_with<T, H, X>(self, handler: H, options: RouteOptions) -> Self
+    where
+        T: IncomingRequest,
+        H: Handler<X, S>,
+        X: 'static;
 }
 
 impl<S: Clone + Send + Sync + 'static> RumaRouter<S> for Router<S> {
@@ -189,7 +275,7 @@ impl<S: Clone + Send + Sync + 'static> RumaRouter<S> for Router<S> {
         H: Handler<X, S>,
         X: 'static,
     {
-        mount::<T, _, _, _>(self, handler, false)
+        self.ruma_with::<T, _, _>(handler, RouteOptions::default())
     }
 
     fn ruma_guest<T, H, X>(self, handler: H) -> Self
@@ -198,21 +284,26 @@ impl<S: Clone + Send + Sync + 'static> RumaRouter<S> for Router<S> {
         H: Handler<X, S>,
         X: 'static,
     {
-        mount::<T, _, _, _>(self, handler, true)
+        self.ruma_with::<T, _, _>(handler, RouteOptions::GUESTS)
     }
-}
 
-fn mount<T, H, X, S>(mut router: Router<S>, handler: H, guests: bool) -> Router<S>
-where
-    T: IncomingRequest,
-    H: Handler<X, S>,
-    X: 'static,
-    S: Clone + Send + Sync + 'static,
-{
-    let filter = MethodFilter::try_from(T::METHOD).expect("ruma endpoints use standard methods");
-    for path in T::PATH_BUILDER.all_paths() {
-        let route = on(filter, handler.clone());
-        router = router.route(path, if guests { route.layer(axum::Extension(GuestAllowed)) } else { route });
+    fn ruma_with<T, H, X>(mut self, handler: H, options: RouteOptions) -> Self
+    where
+        T: IncomingRequest,
+        H: Handler<X, S>,
+        X: 'static,
+    {
+        let filter = MethodFilter::try_from(T::METHOD).expect("ruma endpoints use standard methods");
+        for path in T::PATH_BUILDER.all_paths() {
+            let mut route = on(filter, handler.clone());
+            if options.guests {
+                route = route.layer(axum::Extension(GuestAllowed));
+            }
+            if options.empty_body {
+                route = route.layer(axum::Extension(EmptyBodyAllowed));
+            }
+            self = self.route(path, route);
+        }
+        self
     }
-    router
 }

@@ -8,6 +8,7 @@ use axum::{Json, extract::State};
 use common::{
     api::roomserver::{QueryMembership, QueryMembershipRequest},
     http::{MatrixError, Ruma},
+    members::MembershipFilter,
 };
 use ruma::{EventId, RoomId, api::client::membership::get_member_events};
 use serde_json::{Value, json};
@@ -28,6 +29,7 @@ pub async fn get_member_events(
 ) -> Result<Json<Value>, MatrixError> {
     let user = request.require_user()?;
     let body = &request.body;
+    let filter = MembershipFilter::new(body.membership.as_ref(), body.not_membership.as_ref())?;
     let room_id = &body.room_id;
     let membership = app
         .rt
@@ -79,16 +81,8 @@ pub async fn get_member_events(
         (View::At(left), None) => members_at(&app, room_id, Some(left)).await?,
         (View::Current, None) => members_at(&app, room_id, None).await?,
     };
-    let wanted = |membership: &str| match (&body.membership, &body.not_membership) {
-        (None, None) => true,
-        // Together they mean either condition.
-        (only, not) => {
-            only.as_ref().is_some_and(|only| only.as_str() == membership)
-                || not.as_ref().is_some_and(|not| not.as_str() != membership)
-        }
-    };
     let chunk: Vec<Value> =
-        members.into_iter().filter(|(_, membership, _)| wanted(membership)).map(|(_, _, event)| event).collect();
+        members.into_iter().filter(|(_, membership, _)| filter.wants(membership)).map(|(_, _, event)| event).collect();
     Ok(Json(json!({ "chunk": chunk })))
 }
 

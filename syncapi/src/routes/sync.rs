@@ -24,12 +24,15 @@ pub async fn sync(
 ) -> Result<Json<Value>, MatrixError> {
     let user = request.require_user()?.clone();
     let body = request.body;
+    // `since=` and `filter=` with no value mean none, as Synapse takes them.
     let since = match &body.since {
+        Some(token) if token.is_empty() => None,
         Some(token) => Some(Token::parse(token).ok_or_else(|| MatrixError::invalid_param("Unknown since token"))?),
         None => None,
     };
     let filter = match body.filter {
         None => FilterDefinition::default(),
+        Some(sync_events::v3::Filter::FilterId(id)) if id.is_empty() => FilterDefinition::default(),
         Some(sync_events::v3::Filter::FilterDefinition(definition)) => definition,
         Some(sync_events::v3::Filter::FilterId(id)) => stored_filter(&app, &user.user_id, &id).await?,
         Some(_) => return Err(MatrixError::invalid_param("Unsupported filter")),

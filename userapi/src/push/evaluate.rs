@@ -287,9 +287,10 @@ async fn ruleset(tx: &mut AnyConnection, user_id: &UserId) -> anyhow::Result<Rul
     .bind(user_id.as_str())
     .fetch_optional(tx)
     .await?;
-    Ok(stored
-        .and_then(|content| serde_json::from_str::<PushRules>(&content).ok())
-        .map_or_else(|| Ruleset::server_default(user_id), |rules| rules.global))
+    Ok(stored.and_then(|content| serde_json::from_str::<PushRules>(&content).ok()).map_or_else(
+        || common::push::server_default(user_id),
+        |rules| common::push::with_current_defaults(rules.global, user_id),
+    ))
 }
 
 /// `counts` of a push: the user's unread notifications across rooms.

@@ -39,7 +39,7 @@ pub(crate) fn start(rt: &Runtime, state: &State) -> anyhow::Result<()> {
     spawn(rt, &push, "userapi_push", evaluate::handle);
     spawn(rt, &push, "userapi_push_receipts", receipts::receipt);
     spawn(rt, &push, "userapi_push_fully_read", receipts::fully_read);
-    let client = common::outbound::OutboundClient::new(rt.config.global.allow_private_outbound)?;
+    let client = common::outbound::OutboundClient::new(&rt.config.global)?;
     let (sender, shutdown) = (push.clone(), rt.shutdown.clone());
     rt.spawn("userapi push gateway client", async move {
         gateway::run(sender, client, shutdown).await;
