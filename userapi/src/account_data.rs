@@ -32,7 +32,7 @@ pub(crate) async fn query_account_data(
 
 pub(crate) async fn set_account_data(state: State, request: SetAccountDataRequest) -> Result<(), RemoteError> {
     let room = request.room_id.as_ref().map_or(GLOBAL, |r| r.as_str());
-    let mut tx = state.db.begin_write().await?;
+    let mut tx = state.db.begin_read_write().await?;
     sqlx::query("DELETE FROM userapi_account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3")
         .bind(request.user_id.as_str())
         .bind(room)

@@ -92,7 +92,7 @@ async fn create(db: &Db, config: &Config, request: CreateAccountRequest) -> Resu
         }
         None => None,
     };
-    let mut tx = db.begin_write().await?;
+    let mut tx = db.begin_read_write().await?;
     let inserted = sqlx::query(
         "INSERT INTO userapi_accounts (user_id, password_hash, is_guest, is_admin, deactivated, created_ts)
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id) DO NOTHING",
@@ -122,7 +122,7 @@ pub(crate) async fn upgrade_guest(state: State, request: UpgradeGuestRequest) ->
     let config = &state.config.userapi;
     credentials::check_policy(&request.password, &config.password_policy)?;
     let hash = credentials::hash(request.password, &config.password_hashing).await?;
-    let mut tx = state.db.begin_write().await?;
+    let mut tx = state.db.begin_read_write().await?;
     let upgraded = sqlx::query(
         "UPDATE userapi_accounts SET password_hash = $1, is_guest = 0 WHERE user_id = $2 AND is_guest = 1 AND deactivated = 0",
     )
@@ -174,7 +174,7 @@ pub(crate) async fn set_password(state: State, request: SetPasswordRequest) -> R
     credentials::check_policy(&request.password, &state.config.userapi.password_policy)?;
     ensure_active(&state.db, &request.user_id).await?;
     let hash = credentials::hash(request.password, &state.config.userapi.password_hashing).await?;
-    let mut tx = state.db.begin_write().await?;
+    let mut tx = state.db.begin_read_write().await?;
     sqlx::query("UPDATE userapi_accounts SET password_hash = $1 WHERE user_id = $2")
         .bind(&hash)
         .bind(request.user_id.as_str())
@@ -192,7 +192,7 @@ pub(crate) async fn set_password(state: State, request: SetPasswordRequest) -> R
 }
 
 pub(crate) async fn deactivate(state: State, request: DeactivateRequest) -> Result<(), RemoteError> {
-    let mut tx = state.db.begin_write().await?;
+    let mut tx = state.db.begin_read_write().await?;
     sqlx::query("UPDATE userapi_accounts SET deactivated = $1, password_hash = NULL WHERE user_id = $2")
         .bind(1i64)
         .bind(request.user_id.as_str())

@@ -83,7 +83,7 @@ pub(crate) async fn set_profile_field(state: State, request: SetProfileFieldRequ
         return bad("A profile field name must be 1 to 255 bytes long");
     }
     accounts::ensure_active(&state.db, &request.user_id).await?;
-    let mut tx = state.db.begin_write().await?;
+    let mut tx = state.db.begin_read_write().await?;
     let mut profile = fields(&mut tx, &request.user_id).await?;
     match &request.value {
         Some(value) => profile.insert(request.field.clone(), value.clone()),

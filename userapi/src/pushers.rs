@@ -53,7 +53,7 @@ pub(crate) async fn set_pusher(state: State, request: SetPusherRequest) -> Resul
     let pusher = &request.pusher;
     let (app_id, pushkey) = (field(pusher, "app_id")?, field(pusher, "pushkey")?);
     let user = request.user_id.as_str();
-    let mut tx = state.db.begin_write().await?;
+    let mut tx = state.db.begin_read_write().await?;
     sqlx::query("DELETE FROM userapi_pushers WHERE app_id = $1 AND pushkey = $2 AND user_id = $3")
         .bind(app_id)
         .bind(pushkey)

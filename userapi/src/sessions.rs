@@ -189,7 +189,7 @@ pub(crate) async fn query_access_token(
 }
 
 pub(crate) async fn create_session(state: State, request: CreateSessionRequest) -> Result<Session, RemoteError> {
-    let mut tx = state.db.begin_write().await?;
+    let mut tx = state.db.begin_read_write().await?;
     let (session, replaced) = log_in(&mut tx, &request.user_id, &request.session, &state.config.userapi).await?;
     tx.commit().await?;
     announce_revoked(&state.bus, replaced.into_iter().collect()).await;
@@ -264,7 +264,7 @@ pub(crate) async fn consume_login_token(
 }
 
 pub(crate) async fn delete_devices(state: State, request: DeleteDevicesRequest) -> Result<(), RemoteError> {
-    let mut tx = state.db.begin_write().await?;
+    let mut tx = state.db.begin_read_write().await?;
     let hashes = delete_devices_in(&mut tx, &request.user_id, &request.devices).await?;
     tx.commit().await?;
     announce_revoked(&state.bus, hashes).await;

@@ -74,6 +74,20 @@ impl Db {
         self.pool.begin().await
     }
 
+    /// A transaction that reads what it then writes. On SQLite it takes the
+    /// write lock at once (`BEGIN IMMEDIATE`): begun deferred, it would fail
+    /// with "database is locked" at its first write whenever another writer
+    /// committed after its first read, and a request would answer 500. While
+    /// it is open, use nothing but it: a write through another connection
+    /// would wait on its lock, and a wait for the pool could wait on writers
+    /// queued behind it.
+    pub async fn begin_read_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
