@@ -153,6 +153,28 @@ fn localpart(user_id: &str) -> &str {
     user_id.trim_start_matches('@').split(':').next().unwrap()
 }
 
+/// The push of a one-to-one message (sound, no highlight, one unread) to a
+/// pusher whose data is `{"custom": "kept"}`, without its `pushkey_ts`.
+fn one_to_one_push(event_id: &str, room: &str, sender: &Client, body: &str, pushkey: &str) -> Value {
+    json!({
+        "event_id": event_id,
+        "room_id": room,
+        "type": "m.room.message",
+        "sender": sender.user_id,
+        "sender_display_name": localpart(&sender.user_id),
+        "content": text(body),
+        "prio": "high",
+        "counts": {"unread": 1, "missed_calls": 0},
+        "devices": [{
+            "app_id": "org.example.app",
+            "pushkey": pushkey,
+            "pushkey_ts": null,
+            "data": {"custom": "kept"},
+            "tweaks": {"sound": "default"},
+        }],
+    })
+}
+
 #[tokio::test]
 async fn message_mention_and_muted_room_payloads_then_notifications_read_after_receipt() {
     let deployment = Deployment::start(Mode::Polylith).await;
@@ -168,26 +190,7 @@ async fn message_mention_and_muted_room_payloads_then_notifications_read_after_r
     let mut full = gateway.push_of("bob-full", &hello, Duration::from_secs(20)).await;
     let pushkey_ts = full["devices"][0]["pushkey_ts"].take();
     assert!(pushkey_ts.as_u64().is_some_and(|ts| ts > 1_700_000_000), "seconds: {pushkey_ts}");
-    assert_eq!(
-        full,
-        json!({
-            "event_id": hello,
-            "room_id": room,
-            "type": "m.room.message",
-            "sender": alice.user_id,
-            "sender_display_name": localpart(&alice.user_id),
-            "content": text("hello"),
-            "prio": "high",
-            "counts": {"unread": 1, "missed_calls": 0},
-            "devices": [{
-                "app_id": "org.example.app",
-                "pushkey": "bob-full",
-                "pushkey_ts": null,
-                "data": {"custom": "kept"},
-                "tweaks": {"sound": "default"},
-            }],
-        })
-    );
+    assert_eq!(full, one_to_one_push(&hello, &room, &alice, "hello", "bob-full"));
     let mut ids = gateway.push_of("bob-ids", &hello, Duration::from_secs(5)).await;
     ids["devices"][0]["pushkey_ts"].take();
     assert_eq!(
@@ -429,26 +432,7 @@ async fn https_gateways_get_pushes_only_with_a_trusted_certificate(mode: Mode) {
     let mut push = trusted.push_of("bob-trusted", &hello, Duration::from_secs(20)).await;
     let pushkey_ts = push["devices"][0]["pushkey_ts"].take();
     assert!(pushkey_ts.as_u64().is_some_and(|ts| ts > 1_700_000_000), "seconds: {pushkey_ts}");
-    assert_eq!(
-        push,
-        json!({
-            "event_id": hello,
-            "room_id": room,
-            "type": "m.room.message",
-            "sender": alice.user_id,
-            "sender_display_name": localpart(&alice.user_id),
-            "content": text("hello over TLS"),
-            "prio": "high",
-            "counts": {"unread": 1, "missed_calls": 0},
-            "devices": [{
-                "app_id": "org.example.app",
-                "pushkey": "bob-trusted",
-                "pushkey_ts": null,
-                "data": {"custom": "kept"},
-                "tweaks": {"sound": "default"},
-            }],
-        })
-    );
+    assert_eq!(push, one_to_one_push(&hello, &room, &alice, "hello over TLS", "bob-trusted"));
 
     // A failed first attempt is retried a second later.
     let deadline = Instant::now() + Duration::from_secs(20);
