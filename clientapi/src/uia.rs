@@ -174,7 +174,8 @@ async fn check_stage(app: &App, auth: &AuthData, user: Option<&UserId>) -> Resul
             let request = AuthenticateRequest { user: id.user.clone(), password: stage.password.clone() };
             match app.rt.bus.call::<Authenticate>(&request).await {
                 Ok(found) if user.is_none_or(|u| u == found.user_id) => Ok(()),
-                Ok(_) => Err(MatrixError::forbidden("These are another user's credentials")),
+                // Not a stage to try again: someone else's password never authorises this.
+                Ok(_) => return Err(MatrixError::forbidden("These are another user's credentials").into()),
                 Err(RpcError::Remote(e)) if e.kind == RemoteErrorKind::Forbidden => {
                     Err(MatrixError::forbidden("Invalid username or password"))
                 }

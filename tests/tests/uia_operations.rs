@@ -88,6 +88,10 @@ async fn another_user(deployment: &Deployment) {
     let own = format!("/devices/{}", enc(&alice.device_id));
     alice.delete(&own, json!({ "auth": auth })).await.expect_error(403, "M_FORBIDDEN");
     assert_alive(&alice, "alice's device").await;
+    // Nor can bob authenticate his own operation with alice's credentials (403, not a stage to retry).
+    let auth = alice.password_auth(PASSWORD, Some(&session));
+    let refused = bob.delete(&path, json!({ "auth": auth })).await.expect_error(403, "M_FORBIDDEN");
+    assert!(refused.get("flows").is_none(), "a plain 403, not a UIA challenge: {refused}");
     // Bob's own operation goes through with it.
     let auth = bob.password_auth(PASSWORD, Some(&session));
     assert_eq!(bob.delete(&path, json!({ "auth": auth })).await.expect(200), json!({}));

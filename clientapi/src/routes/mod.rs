@@ -53,8 +53,10 @@ use ruma::api::{
             change_password, check_registration_token_validity, deactivate, get_username_availability,
             register as register_api, whoami,
         },
+        alias::{create_alias, delete_alias, get_alias},
         config::{get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data},
         device::{delete_device, delete_devices, get_device, get_devices, update_device},
+        directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
         discovery::{discover_homeserver, get_capabilities, get_supported_versions},
         filter::{create_filter, get_filter},
         knock::knock_room,
@@ -62,10 +64,23 @@ use ruma::api::{
             ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
             joined_members as joined_members_api, joined_rooms as joined_rooms_api, kick_user, leave_room, unban_user,
         },
+        message::send_message_event,
         profile::{delete_profile_field, get_profile, get_profile_field, set_profile_field},
+        push::{
+            delete_pushrule, get_notifications, get_pushers, get_pushrule, get_pushrule_actions, get_pushrule_enabled,
+            get_pushrules_all, get_pushrules_global_scope, set_pusher, set_pushrule, set_pushrule_actions,
+            set_pushrule_enabled,
+        },
+        read_marker::set_read_marker,
+        receipt::create_receipt,
+        redact::redact_event,
+        room::{aliases, create_room as create_room_api, get_room_event, report_content, report_room, upgrade_room},
         session::{
             get_login_token, get_login_types, login as login_api, logout as logout_api, logout_all, refresh_token,
         },
+        state::{get_state_event_for_key, get_state_events, send_state_event},
+        to_device::send_event_to_device,
+        typing::create_typing_event,
     },
     federation::discovery::discover_homeserver as discover_server,
 };
@@ -129,53 +144,45 @@ pub fn router(app: Arc<App>) -> Router {
         .ruma_guest::<get_member_events::v3::Request, _, _>(members::get_member_events)
         .ruma_guest::<joined_members_api::v3::Request, _, _>(joined_members::joined_members)
         // Room directory, aliases, typing, receipts and reports
-        .ruma::<ruma::api::client::alias::create_alias::v3::Request, _, _>(directory_room::create_alias)
-        .ruma::<ruma::api::client::alias::get_alias::v3::Request, _, _>(directory_room::get_alias)
-        .ruma::<ruma::api::client::alias::delete_alias::v3::Request, _, _>(directory_room::delete_alias)
-        .ruma::<ruma::api::client::room::aliases::v3::Request, _, _>(room_aliases::get_room_aliases)
-        .ruma::<ruma::api::client::directory::get_room_visibility::v3::Request, _, _>(
-            directory_list::get_room_visibility,
-        )
-        .ruma::<ruma::api::client::directory::set_room_visibility::v3::Request, _, _>(
-            directory_list::set_room_visibility,
-        )
-        .ruma::<ruma::api::client::directory::get_public_rooms::v3::Request, _, _>(public_rooms::get_public_rooms)
-        .ruma_guest::<ruma::api::client::directory::get_public_rooms_filtered::v3::Request, _, _>(
-            public_rooms::get_public_rooms_filtered,
-        )
-        .ruma_guest::<ruma::api::client::typing::create_typing_event::v3::Request, _, _>(typing::create_typing_event)
-        .ruma_guest::<ruma::api::client::receipt::create_receipt::v3::Request, _, _>(receipt::create_receipt)
-        .ruma_guest::<ruma::api::client::read_marker::set_read_marker::v3::Request, _, _>(read_markers::set_read_marker)
-        .ruma::<ruma::api::client::room::report_content::v3::Request, _, _>(report::report_event)
-        .ruma::<ruma::api::client::room::report_room::v3::Request, _, _>(report::report_room)
+        .ruma::<create_alias::v3::Request, _, _>(directory_room::create_alias)
+        .ruma::<get_alias::v3::Request, _, _>(directory_room::get_alias)
+        .ruma::<delete_alias::v3::Request, _, _>(directory_room::delete_alias)
+        .ruma::<aliases::v3::Request, _, _>(room_aliases::get_room_aliases)
+        .ruma::<get_room_visibility::v3::Request, _, _>(directory_list::get_room_visibility)
+        .ruma::<set_room_visibility::v3::Request, _, _>(directory_list::set_room_visibility)
+        .ruma::<get_public_rooms::v3::Request, _, _>(public_rooms::get_public_rooms)
+        .ruma_guest::<get_public_rooms_filtered::v3::Request, _, _>(public_rooms::get_public_rooms_filtered)
+        .ruma_guest::<create_typing_event::v3::Request, _, _>(typing::create_typing_event)
+        .ruma_guest::<create_receipt::v3::Request, _, _>(receipt::create_receipt)
+        .ruma_guest::<set_read_marker::v3::Request, _, _>(read_markers::set_read_marker)
+        .ruma::<report_content::v3::Request, _, _>(report::report_event)
+        .ruma::<report_room::v3::Request, _, _>(report::report_room)
         // Creating rooms and sending events
-        .ruma::<ruma::api::client::room::create_room::v3::Request, _, _>(create_room::create_room)
-        .ruma_guest::<ruma::api::client::message::send_message_event::v3::Request, _, _>(send::send_message)
-        .ruma::<ruma::api::client::state::send_state_event::v3::Request, _, _>(room_state::send_state)
-        .ruma_guest::<ruma::api::client::state::get_state_event_for_key::v3::Request, _, _>(room_state::get_state)
-        .ruma_guest::<ruma::api::client::state::get_state_events::v3::Request, _, _>(room_state::get_all_state)
+        .ruma::<create_room_api::v3::Request, _, _>(create_room::create_room)
+        .ruma_guest::<send_message_event::v3::Request, _, _>(send::send_message)
+        .ruma::<send_state_event::v3::Request, _, _>(room_state::send_state)
+        .ruma_guest::<get_state_event_for_key::v3::Request, _, _>(room_state::get_state)
+        .ruma_guest::<get_state_events::v3::Request, _, _>(room_state::get_all_state)
         .merge(room_state::empty_state_key_routes())
-        .ruma_guest::<ruma::api::client::room::get_room_event::v3::Request, _, _>(room_event::get_event)
-        .ruma::<ruma::api::client::redact::redact_event::v3::Request, _, _>(redact::redact)
-        .ruma::<ruma::api::client::room::upgrade_room::v3::Request, _, _>(upgrade::upgrade)
+        .ruma_guest::<get_room_event::v3::Request, _, _>(room_event::get_event)
+        .ruma::<redact_event::v3::Request, _, _>(redact::redact)
+        .ruma::<upgrade_room::v3::Request, _, _>(upgrade::upgrade)
         // Send-to-device messages
-        .ruma_guest::<ruma::api::client::to_device::send_event_to_device::v3::Request, _, _>(
-            send_to_device::send_to_device,
-        )
+        .ruma_guest::<send_event_to_device::v3::Request, _, _>(send_to_device::send_to_device)
         // Push rules: the whole ruleset
-        .ruma_guest::<ruma::api::client::push::get_pushrules_all::v3::Request, _, _>(push_rules::get_all)
-        .ruma_guest::<ruma::api::client::push::get_pushrules_global_scope::v3::Request, _, _>(push_rules::get_global)
+        .ruma_guest::<get_pushrules_all::v3::Request, _, _>(push_rules::get_all)
+        .ruma_guest::<get_pushrules_global_scope::v3::Request, _, _>(push_rules::get_global)
         // Push rules: one rule; pushers and notifications
-        .ruma::<ruma::api::client::push::get_pushrule::v3::Request, _, _>(push_rules::get_rule)
-        .ruma::<ruma::api::client::push::set_pushrule::v3::Request, _, _>(push_rules::set_rule)
-        .ruma::<ruma::api::client::push::delete_pushrule::v3::Request, _, _>(push_rules::delete_rule)
-        .ruma::<ruma::api::client::push::get_pushrule_enabled::v3::Request, _, _>(push_rules::get_enabled)
-        .ruma::<ruma::api::client::push::set_pushrule_enabled::v3::Request, _, _>(push_rules::set_enabled)
-        .ruma::<ruma::api::client::push::get_pushrule_actions::v3::Request, _, _>(push_rules::get_actions)
-        .ruma::<ruma::api::client::push::set_pushrule_actions::v3::Request, _, _>(push_rules::set_actions)
+        .ruma::<get_pushrule::v3::Request, _, _>(push_rules::get_rule)
+        .ruma::<set_pushrule::v3::Request, _, _>(push_rules::set_rule)
+        .ruma::<delete_pushrule::v3::Request, _, _>(push_rules::delete_rule)
+        .ruma::<get_pushrule_enabled::v3::Request, _, _>(push_rules::get_enabled)
+        .ruma::<set_pushrule_enabled::v3::Request, _, _>(push_rules::set_enabled)
+        .ruma::<get_pushrule_actions::v3::Request, _, _>(push_rules::get_actions)
+        .ruma::<set_pushrule_actions::v3::Request, _, _>(push_rules::set_actions)
         .merge(push_rules::other_scope_routes())
-        .ruma::<ruma::api::client::push::get_pushers::v3::Request, _, _>(pushers::get_pushers)
-        .ruma::<ruma::api::client::push::set_pusher::v3::Request, _, _>(pushers::set_pusher)
-        .ruma::<ruma::api::client::push::get_notifications::v3::Request, _, _>(notifications::get_notifications)
+        .ruma::<get_pushers::v3::Request, _, _>(pushers::get_pushers)
+        .ruma::<set_pusher::v3::Request, _, _>(pushers::set_pusher)
+        .ruma::<get_notifications::v3::Request, _, _>(notifications::get_notifications)
         .with_state(app)
 }
