@@ -1,5 +1,7 @@
 //! Push rules as clients see them.
 
+use std::sync::LazyLock;
+
 use ruma::{
     UserId,
     push::{ConditionalPushRule, PatternedPushRule, Ruleset},
@@ -28,39 +30,46 @@ pub fn default_push_rules(user_id: &UserId) -> Value {
 /// (matrix-js-sdk warns when they are missing), and they still match events
 /// without `m.mentions`, which ruma's evaluation already takes care of.
 pub fn server_default(user_id: &UserId) -> Ruleset {
+    let [contains_display_name, roomnotif] = LEGACY_OVERRIDES.clone();
     let mut rules = Ruleset::server_default(user_id);
-    let highlight_sound = json!(["notify", {"set_tweak": "sound", "value": "default"}, {"set_tweak": "highlight"}]);
-    let contains_display_name = json!({
-        "rule_id": ".m.rule.contains_display_name",
-        "default": true,
-        "enabled": true,
-        "conditions": [{"kind": "contains_display_name"}],
-        "actions": highlight_sound,
-    });
-    let roomnotif = json!({
-        "rule_id": ".m.rule.roomnotif",
-        "default": true,
-        "enabled": true,
-        "conditions": [
-            {"kind": "event_match", "key": "content.body", "pattern": "@room"},
-            {"kind": "sender_notification_permission", "key": "room"},
-        ],
-        "actions": ["notify", {"set_tweak": "highlight"}],
-    });
+    insert_override_after(&mut rules, ".m.rule.is_user_mention", contains_display_name);
+    insert_override_after(&mut rules, ".m.rule.is_room_mention", roomnotif);
     let contains_user_name = json!({
         "rule_id": ".m.rule.contains_user_name",
         "default": true,
         "enabled": true,
         "pattern": user_id.localpart(),
-        "actions": highlight_sound,
+        "actions": ["notify", {"set_tweak": "sound", "value": "default"}, {"set_tweak": "highlight"}],
     });
-    let legacy = |rule: Value| serde_json::from_value::<ConditionalPushRule>(rule).expect("a valid push rule");
-    insert_override_after(&mut rules, ".m.rule.is_user_mention", legacy(contains_display_name));
-    insert_override_after(&mut rules, ".m.rule.is_room_mention", legacy(roomnotif));
-    let pattern = serde_json::from_value::<PatternedPushRule>(contains_user_name).expect("a valid push rule");
-    rules.content.insert(pattern);
+    rules.content.insert(serde_json::from_value::<PatternedPushRule>(contains_user_name).expect("a valid push rule"));
     rules
 }
+
+/// `.m.rule.contains_display_name` and `.m.rule.roomnotif`, the same for
+/// everyone: built once, since push evaluation asks for the defaults of
+/// every member for every event.
+static LEGACY_OVERRIDES: LazyLock<[ConditionalPushRule; 2]> = LazyLock::new(|| {
+    let rules = json!([
+        {
+            "rule_id": ".m.rule.contains_display_name",
+            "default": true,
+            "enabled": true,
+            "conditions": [{"kind": "contains_display_name"}],
+            "actions": ["notify", {"set_tweak": "sound", "value": "default"}, {"set_tweak": "highlight"}],
+        },
+        {
+            "rule_id": ".m.rule.roomnotif",
+            "default": true,
+            "enabled": true,
+            "conditions": [
+                {"kind": "event_match", "key": "content.body", "pattern": "@room"},
+                {"kind": "sender_notification_permission", "key": "room"},
+            ],
+            "actions": ["notify", {"set_tweak": "highlight"}],
+        },
+    ]);
+    serde_json::from_value(rules).expect("valid push rules")
+});
 
 /// Places an override `rule` right after `anchor` (last when there is no such rule).
 fn insert_override_after(rules: &mut Ruleset, anchor: &str, rule: ConditionalPushRule) {

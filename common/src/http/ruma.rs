@@ -145,11 +145,16 @@ where
         // Not every ruma body takes an empty body for `{}` by itself.
         let bytes = if empty_allowed && bytes.is_empty() { bytes::Bytes::from_static(b"{}") } else { bytes };
         let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
-        let parsed = match parse::<T>(parts.clone(), &bytes, &path_args)? {
-            // A query parameter given with no value (`?filter=`) is taken as
-            // absent where the value would not parse, as Synapse takes it.
-            Err(_) if drop_empty_query_values(&mut parts.uri) => parse::<T>(parts, &bytes, &path_args)?,
-            parsed => parsed,
+        // A query parameter given with no value (`?filter=`) is taken as
+        // absent where the value would not parse, as Synapse takes it.
+        let fallback = without_empty_query_values(&parts.uri).map(|uri| {
+            let mut fallback = parts.clone();
+            fallback.uri = uri;
+            fallback
+        });
+        let parsed = match (parse::<T>(parts, &bytes, &path_args)?, fallback) {
+            (Err(_), Some(fallback)) => parse::<T>(fallback, &bytes, &path_args)?,
+            (parsed, _) => parsed,
         };
         match parsed {
             Ok(body) => Ok(Ruma { body, user, client_ip, raw_body: bytes }),
@@ -179,25 +184,19 @@ fn parse<T: IncomingRequest>(
     )
 }
 
-/// Drops the query parameters that have no value; false when there were none.
-fn drop_empty_query_values(uri: &mut http::Uri) -> bool {
-    let Some(query) = uri.query() else { return false };
+/// The URI without its query parameters that have no value; `None` when it has none.
+fn without_empty_query_values(uri: &http::Uri) -> Option<http::Uri> {
+    let query = uri.query()?;
     let kept: Vec<&str> =
         query.split('&').filter(|pair| pair.split_once('=').is_some_and(|(_, value)| !value.is_empty())).collect();
     if kept.len() == query.split('&').count() {
-        return false;
+        return None;
     }
     let path_and_query =
         if kept.is_empty() { uri.path().to_owned() } else { format!("{}?{}", uri.path(), kept.join("&")) };
     let mut parts = uri.clone().into_parts();
-    parts.path_and_query = path_and_query.parse().ok();
-    match http::Uri::from_parts(parts) {
-        Ok(rewritten) => {
-            *uri = rewritten;
-            true
-        }
-        Err(_) => false,
-    }
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    http::Uri::from_parts(parts).ok()
 }
 
 /// Every request body of the client-server API is a JSON object, required on
