@@ -63,9 +63,13 @@ pub struct Delivery {
     pub delivered: i64,
 }
 
-/// How long one pull request waits for a message, and the server's heartbeat within it.
+/// How long one pull request waits for messages, and how many it asks for.
+/// Each request is a batch of its own: nothing outlives it, so a request the
+/// client or server loses track of costs at most `PULL_EXPIRES` (async-nats'
+/// long-lived pull stream, with idle heartbeats, was seen to stall for 8–10 s
+/// after a slow handler made it miss a heartbeat).
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
-const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
+const PULL_BATCH: usize = 64;
 
 /// The delay before a failed message comes back: doubling from one second, at most a minute.
 fn backoff(delivered: i64) -> Duration {
@@ -107,43 +111,55 @@ where
         .with_context(|| format!("cannot create consumer {} on {stream_name}", spec.durable))?;
     let label = format!("{stream_name}/{}", spec.durable);
 
-    'reconnect: loop {
-        // Short-lived pull requests: a request the client or server loses track
-        // of under load holds delivery up until it expires, so it must expire
-        // soon (async-nats' default is 30 s, seen to stall the input in CI).
-        let pull = consumer.stream().max_messages_per_batch(1).expires(PULL_EXPIRES).heartbeat(PULL_HEARTBEAT);
-        let mut messages = match pull.messages().await {
+    let applied = bus.applied_sender(M::STREAM, &spec.durable);
+    loop {
+        let batch = consumer.batch().max_messages(PULL_BATCH).expires(PULL_EXPIRES).messages();
+        let mut messages = match batch.await {
             Ok(messages) => messages,
             Err(e) => {
                 tracing::warn!(consumer = %label, error = %e, "cannot pull; retrying");
                 tokio::select! {
-                    _ = shutdown.cancelled() => break 'reconnect,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'reconnect,
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 }
             }
         };
         loop {
             let next = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break 'reconnect,
+                _ = shutdown.cancelled() => {
+                    tracing::debug!(consumer = %label, "stopped");
+                    return Ok(());
+                }
                 next = messages.next() => next,
             };
-            let msg = match next {
-                Some(Ok(msg)) => msg,
-                Some(Err(e)) => {
-                    tracing::warn!(consumer = %label, error = %e, "pull failed; retrying");
-                    continue;
+            match next {
+                Some(Ok(msg)) => {
+                    if let Some(sequence) = handle_one(&label, &spec, &msg, &handler).await {
+                        applied.send_if_modified(|seen| std::mem::replace(seen, (*seen).max(sequence)) < sequence);
+                    }
                 }
-                None => continue 'reconnect,
-            };
-            handle_one(&label, &spec, &msg, &handler).await;
+                Some(Err(e)) => {
+                    tracing::warn!(consumer = %label, error = %e, "pull failed; pulling again");
+                    break;
+                }
+                // The batch is complete or expired.
+                None => break,
+            }
         }
     }
     tracing::debug!(consumer = %label, "stopped");
     Ok(())
 }
 
-async fn handle_one<M, H, F>(label: &str, spec: &ConsumerSpec, msg: &async_nats::jetstream::Message, handler: &H)
+/// Handles one message and settles it; returns its stream sequence when it
+/// is done with for good (acked or terminated), as read fences count.
+async fn handle_one<M, H, F>(
+    label: &str,
+    spec: &ConsumerSpec,
+    msg: &async_nats::jetstream::Message,
+    handler: &H,
+) -> Option<u64>
 where
     M: StreamMessage,
     H: Fn(M, Delivery) -> F,
@@ -153,7 +169,7 @@ where
         Ok(info) => Delivery { stream_sequence: info.stream_sequence, delivered: info.delivered },
         Err(e) => {
             tracing::error!(consumer = %label, error = %e, "message without delivery info");
-            return;
+            return None;
         }
     };
     let outcome = match Bus::decode::<M>(&msg.payload) {
@@ -194,9 +210,14 @@ where
         }
     };
     metrics::counter!("bus_consumed_total", "consumer" => label.to_owned(), "outcome" => outcome_label).increment(1);
-    if let Err(e) = result {
-        // The message comes back after ack_wait; consumers are idempotent.
-        tracing::warn!(consumer = %label, error = %e, "cannot acknowledge");
+    match result {
+        Ok(()) if outcome_label != "retry" => Some(delivery.stream_sequence),
+        Ok(()) => None,
+        Err(e) => {
+            // The message comes back after ack_wait; consumers are idempotent.
+            tracing::warn!(consumer = %label, error = %e, "cannot acknowledge");
+            None
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! subjects `<prefix>.<Name>[.<partition>]`, RPC `<prefix>.rpc.<component>.<method>`.
 
 mod consumer;
+mod fence;
 mod rpc;
 mod streams;
 
@@ -53,6 +54,7 @@ struct Inner {
     rpc_timeout: Duration,
     /// Counts connections made; core NATS messages sent while disconnected are lost.
     connections: Arc<AtomicU64>,
+    applied: fence::Applied,
 }
 
 impl Bus {
@@ -96,6 +98,7 @@ impl Bus {
                 partitions: config.input_partitions,
                 rpc_timeout: Duration::from_millis(config.rpc_timeout_ms),
                 connections,
+                applied: Default::default(),
             }),
         };
         bus.declare_streams().await?;

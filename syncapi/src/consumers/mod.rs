@@ -10,28 +10,45 @@ mod to_device;
 
 use std::sync::Arc;
 
-use common::bus::{ConsumerSpec, HandlerError, StreamMessage, consume};
+use common::bus::{ConsumerSpec, HandlerError, Stream, StreamMessage, consume};
 
 use crate::App;
 
+const ROOM_EVENTS: &str = "syncapi_room_events";
+
+/// What a read of room history waits for (see `Bus::fence`).
+pub const HISTORY_FENCE: &[(Stream, &str)] = &[(Stream::OutputRoomEvent, ROOM_EVENTS)];
+
+/// What `/sync` waits for: every consumer.
+pub const SYNC_FENCE: &[(Stream, &str)] = &[
+    (Stream::OutputRoomEvent, ROOM_EVENTS),
+    (Stream::OutputReceiptEvent, "syncapi_receipts"),
+    (Stream::OutputTypingEvent, "syncapi_typing"),
+    (Stream::OutputClientData, "syncapi_account_data"),
+    (Stream::OutputSendToDeviceEvent, "syncapi_to_device"),
+    (Stream::OutputPresenceEvent, "syncapi_presence"),
+    (Stream::OutputNotificationData, "syncapi_notification_counts"),
+];
+
 pub fn start(app: &Arc<App>) {
-    spawn(app, "syncapi_room_events", room_events::handle);
-    spawn(app, "syncapi_receipts", ephemeral::receipt);
-    spawn(app, "syncapi_typing", ephemeral::typing);
-    spawn(app, "syncapi_account_data", account_data::handle);
-    spawn(app, "syncapi_to_device", to_device::handle);
-    spawn(app, "syncapi_presence", presence::handle);
-    spawn(app, "syncapi_notification_counts", notification_counts::handle);
+    spawn(app, SYNC_FENCE[0], room_events::handle);
+    spawn(app, SYNC_FENCE[1], ephemeral::receipt);
+    spawn(app, SYNC_FENCE[2], ephemeral::typing);
+    spawn(app, SYNC_FENCE[3], account_data::handle);
+    spawn(app, SYNC_FENCE[4], to_device::handle);
+    spawn(app, SYNC_FENCE[5], presence::handle);
+    spawn(app, SYNC_FENCE[6], notification_counts::handle);
     let expiring = app.clone();
     app.rt.spawn("syncapi typing expiry", async move { ephemeral::expire_typing(expiring).await });
 }
 
-fn spawn<M, F, Fut>(app: &Arc<App>, durable: &'static str, handler: F)
+fn spawn<M, F, Fut>(app: &Arc<App>, (stream, durable): (Stream, &'static str), handler: F)
 where
     M: StreamMessage + Send + 'static,
     F: Fn(Arc<App>, M) -> Fut + Send + Sync + Copy + 'static,
     Fut: std::future::Future<Output = Result<(), HandlerError>> + Send,
 {
+    assert_eq!(stream, M::STREAM, "{durable} reads {:?}", M::STREAM);
     let (bus, shutdown, app) = (app.rt.bus.clone(), app.rt.shutdown.clone(), app.clone());
     app.rt.clone().spawn(durable, async move {
         consume(&bus, ConsumerSpec::ordered(durable), shutdown, |msg: M, _| handler(app.clone(), msg)).await

@@ -13,8 +13,13 @@ mod timestamp_to_event;
 
 use std::sync::Arc;
 
-use axum::Router;
-use common::http::RumaRouter;
+use axum::{
+    Router,
+    extract::{Request, State},
+    middleware::{self, Next},
+    response::Response,
+};
+use common::{bus::Stream, http::RumaRouter};
 use ruma::api::client::{
     context::get_context,
     membership::{get_member_events, joined_members as joined_members_api},
@@ -27,15 +32,18 @@ use ruma::api::client::{
     threads::get_threads,
 };
 
-use crate::App;
+use crate::{
+    App,
+    consumers::{HISTORY_FENCE, SYNC_FENCE},
+};
 
 /// `member_lists`: also `/members` and `/joined_members`, which clientapi
 /// answers in the monolith (one router cannot hold two handlers for a path).
 pub fn router(app: Arc<App>, member_lists: bool) -> Router {
-    let router = Router::new()
-        // Sync
+    let sync = Router::new()
         .ruma_guest::<sync_events::v3::Request, _, _>(sync::sync)
-        // Room history
+        .route_layer(middleware::from_fn_with_state((app.clone(), SYNC_FENCE), fence));
+    let history = Router::new()
         .ruma_guest::<get_message_events::v3::Request, _, _>(messages::messages)
         .ruma_guest::<get_context::v3::Request, _, _>(context::context)
         .ruma::<get_relating_events::v1::Request, _, _>(relations::relations)
@@ -45,12 +53,24 @@ pub fn router(app: Arc<App>, member_lists: bool) -> Router {
         )
         .ruma::<get_threads::v1::Request, _, _>(threads::threads)
         .ruma::<get_event_by_timestamp::v1::Request, _, _>(timestamp_to_event::timestamp_to_event);
-    let router = if member_lists {
-        router
+    let history = if member_lists {
+        history
             .ruma_guest::<get_member_events::v3::Request, _, _>(members::get_member_events)
             .ruma_guest::<joined_members_api::v3::Request, _, _>(joined_members::joined_members)
     } else {
-        router
+        history
     };
-    router.with_state(app)
+    let history = history.route_layer(middleware::from_fn_with_state((app.clone(), HISTORY_FENCE), fence));
+    sync.merge(history).with_state(app)
+}
+
+/// A client reads its own writes: what was answered before the request came
+/// is applied before it is served, on whichever instance.
+async fn fence(
+    State((app, consumers)): State<(Arc<App>, &'static [(Stream, &'static str)])>,
+    request: Request,
+    next: Next,
+) -> Response {
+    app.rt.bus.fence(consumers).await;
+    next.run(request).await
 }
