@@ -34,6 +34,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0004_to_device_txns.sql"),
     },
     Migration { version: 5, name: "uia operations", sql: include_str!("migrations/0005_uia_operations.sql") },
+    Migration {
+        version: 6,
+        name: "events of transactions",
+        sql: include_str!("migrations/0006_transaction_events.sql"),
+    },
 ];
 
 /// What every handler works with.
@@ -92,5 +97,7 @@ pub async fn run(rt: Runtime) -> anyhow::Result<Service> {
     });
     let app = Arc::new(App { rt, db: db.clone(), login_limiter, outbox });
     consumers::start(&app);
+    let expiring = app.clone();
+    app.rt.spawn("clientapi transaction expiry", async move { rooms::expire_transactions(expiring).await });
     Ok(Service { name: "clientapi", client_routes: routes::router(app), federation_routes: axum::Router::new(), db })
 }

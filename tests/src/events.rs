@@ -60,6 +60,7 @@ pub fn input(
         state_before: None,
         transaction: None,
         reply_to: None,
+        resend: 0,
     }
 }
 
@@ -187,6 +188,7 @@ impl Dag {
             state_before,
             transaction: None,
             reply_to: Some(inbox),
+            resend: 0,
         };
         // A message id of its own each time: a repeat must reach the roomserver,
         // which has to recognise the event itself.

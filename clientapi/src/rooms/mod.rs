@@ -41,6 +41,7 @@ pub(crate) use access::{StateView, readable_state, visible_event};
 pub(crate) use client_event::client_event;
 pub(crate) use new_room::NewRoom;
 pub(crate) use power::power_levels;
+pub use transactions::expire as expire_transactions;
 
 /// How long a client waits for the roomserver's verdict.
 const VERDICT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,7 +64,8 @@ pub async fn send_event(
     match txn {
         None => send_new(app, room_id, &builder, None).await,
         Some(txn) => {
-            transactions::once(app, &builder.sender, &txn, || send_new(app, room_id, &builder, Some(&txn))).await
+            transactions::once(app, room_id, &builder.sender, &txn, || send_new(app, room_id, &builder, Some(&txn)))
+                .await
         }
     }
 }
@@ -207,7 +209,7 @@ async fn send_new(
     let (version, built, state) = build_on_latest(app, room_id, builder).await?;
     check_auth(&version_rules(&version)?, &built.to_pdu(), &state)?;
     if let Some(txn) = txn {
-        transactions::set_event(app, &builder.sender, txn, &built.event_id, false).await?;
+        transactions::set_event(app, &builder.sender, txn, &built).await?;
     }
     publish_and_wait(app, &version, &[built], txn).await
 }
@@ -220,30 +222,59 @@ pub(crate) async fn publish_and_wait(
     events: &[BuiltEvent],
     txn: Option<&ClientTransaction>,
 ) -> Result<OwnedEventId, MatrixError> {
+    let inputs = events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| Publish {
+            room_id: event.room_id.clone(),
+            event_id: event.event_id.clone(),
+            event: event.to_raw(),
+            transaction: if i + 1 == events.len() { txn.cloned() } else { None },
+            resend: 0,
+        })
+        .collect();
+    publish_inputs_and_wait(app, version, inputs).await
+}
+
+/// One local event to hand to the roomserver.
+pub(crate) struct Publish {
+    pub room_id: OwnedRoomId,
+    pub event_id: OwnedEventId,
+    pub event: Box<serde_json::value::RawValue>,
+    pub transaction: Option<ClientTransaction>,
+    pub resend: u64,
+}
+
+pub(crate) async fn publish_inputs_and_wait(
+    app: &App,
+    version: &RoomVersionId,
+    events: Vec<Publish>,
+) -> Result<OwnedEventId, MatrixError> {
     let last = events.last().ok_or_else(|| MatrixError::internal("nothing to publish"))?.event_id.clone();
+    let mut pending: HashSet<OwnedEventId> = events.iter().map(|e| e.event_id.clone()).collect();
     let client = app.rt.bus.client();
     let inbox = client.new_inbox();
     // Subscribed before publishing: the verdict can come back at once.
     let mut verdicts = client.subscribe(inbox.clone()).await.map_err(MatrixError::internal)?;
     client.flush().await.map_err(MatrixError::internal)?;
-    for (i, event) in events.iter().enumerate() {
+    for event in events {
         let input = InputRoomEvent {
             kind: InputKind::New,
-            room_id: event.room_id.clone(),
+            room_id: event.room_id,
             room_version: version.clone(),
-            event_id: event.event_id.clone(),
-            event: event.to_raw(),
+            event_id: event.event_id,
+            event: event.event,
             origin: app.rt.config.global.server_name.clone(),
             state_before: None,
-            transaction: if i + 1 == events.len() { txn.cloned() } else { None },
+            transaction: event.transaction,
             reply_to: Some(inbox.clone()),
+            resend: event.resend,
         };
         app.rt.bus.publish(&input).await.map_err(|e| {
             tracing::warn!(error = format!("{e:#}"), "cannot publish an input event");
             MatrixError::unavailable("The server cannot take the event now; try again")
         })?;
     }
-    let mut pending: HashSet<OwnedEventId> = events.iter().map(|e| e.event_id.clone()).collect();
     let wait = async {
         while let Some(message) = verdicts.next().await {
             let Ok(verdict) = serde_json::from_slice::<InputVerdict>(&message.payload) else {

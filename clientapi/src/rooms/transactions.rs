@@ -3,36 +3,39 @@
 //! instance it lands.
 //!
 //! A row is claimed before the event is built, so that of two concurrent
-//! requests exactly one sends; the other waits for its outcome. The row gets
-//! the event id before publishing and is marked accepted after the verdict.
-//! When the event is refused the row goes, so a retry sends afresh instead of
-//! answering with the id of an event that is not in the room.
+//! requests exactly one sends; the other waits for its outcome. The claimer
+//! keeps its claim fresh while it works, and stores the event it built before
+//! publishing it. When the claimer died (its claim went stale), a retry takes
+//! the row over: it publishes the stored event again and hears the verdict
+//! itself (the roomserver answers a copy with the first one's verdict), or
+//! sends afresh when nothing was built yet. When the event is refused the row
+//! goes, so a retry sends afresh instead of answering with the id of an event
+//! that is not in the room.
 
 use std::{future::Future, time::Duration};
 
-use common::{
-    api::roomserver::{ClientTransaction, QueryEvents, QueryEventsRequest},
-    http::MatrixError,
-    storage::now_ms,
-};
+use common::{api::roomserver::ClientTransaction, http::MatrixError, pdu::BuiltEvent, storage::now_ms};
 use http::StatusCode;
-use ruma::{OwnedEventId, UserId};
+use ruma::{OwnedEventId, RoomId, UserId};
+use serde_json::value::RawValue;
 
-use super::VERDICT_TIMEOUT;
+use super::Publish;
 use crate::App;
 
 /// How long a repeat waits for the first request to finish.
 const REPEAT_WAIT: Duration = Duration::from_secs(35);
 
-/// A claim whose request never finished (its instance died) is taken over
-/// after this long, unless its event reached the room.
-const STALE_CLAIM_MS: i64 = 2 * VERDICT_TIMEOUT.as_millis() as i64;
+/// How often a working claimer refreshes its claim…
+const CLAIM_REFRESH: Duration = Duration::from_secs(1);
+/// …and how old a claim is when its claimer is taken to be dead.
+const STALE_CLAIM_MS: i64 = 4000;
 
 /// How long a transaction id is remembered.
 const KEEP_MS: i64 = 24 * 60 * 60 * 1000;
 
 struct Row {
     event_id: Option<String>,
+    event_json: Option<String>,
     accepted: bool,
     claimed_ts: i64,
 }
@@ -40,6 +43,7 @@ struct Row {
 /// Runs `send` once per transaction and returns the event id it produced.
 pub(super) async fn once<F, Fut>(
     app: &App,
+    room_id: &RoomId,
     user_id: &UserId,
     txn: &ClientTransaction,
     send: F,
@@ -51,32 +55,20 @@ where
     let deadline = tokio::time::Instant::now() + REPEAT_WAIT;
     loop {
         if claim(app, user_id, txn).await? {
-            let result = send().await;
-            match &result {
-                Ok(event_id) => set_event(app, user_id, txn, event_id, true).await?,
-                // Undecided: the event may still be accepted, and a retry must
-                // then get its id rather than send a second one.
-                Err(e) if e.status() == StatusCode::GATEWAY_TIMEOUT => {}
-                Err(_) => release(app, user_id, txn).await?,
-            }
-            return result;
+            return settle(app, user_id, txn, send()).await;
         }
         let Some(row) = read(app, user_id, txn).await? else { continue };
         if let (true, Some(event_id)) = (row.accepted, &row.event_id) {
             return parse_id(event_id);
         }
-        let age = now_ms() - row.claimed_ts;
-        if age > VERDICT_TIMEOUT.as_millis() as i64
-            && let Some(event_id) = &row.event_id
-            && event_known(app, event_id).await?
-        {
-            let event_id = parse_id(event_id)?;
-            set_event(app, user_id, txn, &event_id, true).await?;
-            return Ok(event_id);
-        }
-        if age > STALE_CLAIM_MS {
-            take_over(app, user_id, txn, row.claimed_ts).await?;
-            continue;
+        if now_ms() - row.claimed_ts > STALE_CLAIM_MS && take_over(app, user_id, txn, row.claimed_ts).await? {
+            return match (row.event_id, row.event_json) {
+                (Some(event_id), Some(json)) => {
+                    let resend = resend(app, room_id, txn, parse_id(&event_id)?, json);
+                    settle(app, user_id, txn, resend).await
+                }
+                _ => settle(app, user_id, txn, send()).await,
+            };
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(MatrixError::unknown(
@@ -88,25 +80,63 @@ where
     }
 }
 
+/// Runs the claimed transaction's `work`, keeping the claim fresh, and
+/// records its outcome.
+async fn settle(
+    app: &App,
+    user_id: &UserId,
+    txn: &ClientTransaction,
+    work: impl Future<Output = Result<OwnedEventId, MatrixError>>,
+) -> Result<OwnedEventId, MatrixError> {
+    tokio::pin!(work);
+    let mut refresh = tokio::time::interval(CLAIM_REFRESH);
+    refresh.tick().await;
+    let result = loop {
+        tokio::select! {
+            result = &mut work => break result,
+            _ = refresh.tick() => {
+                if let Err(e) = keep_claim(app, user_id, txn).await {
+                    tracing::warn!(error = %e, "cannot refresh a transaction claim");
+                }
+            }
+        }
+    };
+    match &result {
+        Ok(event_id) => accept(app, user_id, txn, event_id).await?,
+        // Undecided: the event may still be accepted, and a retry must
+        // then get its id rather than send a second one.
+        Err(e) if e.status() == StatusCode::GATEWAY_TIMEOUT => {}
+        Err(_) => release(app, user_id, txn).await?,
+    }
+    result
+}
+
+/// Publishes the stored event of a dead claimer again and waits for its verdict.
+async fn resend(
+    app: &App,
+    room_id: &RoomId,
+    txn: &ClientTransaction,
+    event_id: OwnedEventId,
+    json: String,
+) -> Result<OwnedEventId, MatrixError> {
+    let version = super::room_version(app, room_id).await?;
+    let event = RawValue::from_string(json).map_err(MatrixError::internal)?;
+    let publish = Publish {
+        room_id: room_id.to_owned(),
+        event_id,
+        event,
+        transaction: Some(txn.clone()),
+        resend: now_ms().max(1) as u64,
+    };
+    super::publish_inputs_and_wait(app, &version, vec![publish]).await
+}
+
 fn parse_id(event_id: &str) -> Result<OwnedEventId, MatrixError> {
     OwnedEventId::try_from(event_id).map_err(MatrixError::internal)
 }
 
-async fn event_known(app: &App, event_id: &str) -> Result<bool, MatrixError> {
-    let request = QueryEventsRequest { event_ids: vec![parse_id(event_id)?] };
-    Ok(!app.rt.bus.call::<QueryEvents>(&request).await?.events.is_empty())
-}
-
-/// True when this request now owns the transaction. The user's transactions
-/// older than [`KEEP_MS`] are forgotten on the way: clients retry within
-/// minutes, not days.
+/// True when this request now owns the transaction.
 async fn claim(app: &App, user_id: &UserId, txn: &ClientTransaction) -> Result<bool, MatrixError> {
-    sqlx::query("DELETE FROM clientapi_transactions WHERE user_id = $1 AND claimed_ts < $2")
-        .bind(user_id.as_str())
-        .bind(now_ms() - KEEP_MS)
-        .execute(app.db.pool())
-        .await
-        .map_err(MatrixError::internal)?;
     let result = sqlx::query(
         "INSERT INTO clientapi_transactions (user_id, device_id, txn_id, event_id, accepted, claimed_ts)
          VALUES ($1, $2, $3, NULL, 0, $4) ON CONFLICT DO NOTHING",
@@ -122,8 +152,8 @@ async fn claim(app: &App, user_id: &UserId, txn: &ClientTransaction) -> Result<b
 }
 
 async fn read(app: &App, user_id: &UserId, txn: &ClientTransaction) -> Result<Option<Row>, MatrixError> {
-    let row: Option<(Option<String>, i64, i64)> = sqlx::query_as(
-        "SELECT event_id, accepted, claimed_ts FROM clientapi_transactions
+    let row: Option<(Option<String>, Option<String>, i64, i64)> = sqlx::query_as(
+        "SELECT event_id, event_json, accepted, claimed_ts FROM clientapi_transactions
          WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
     )
     .bind(user_id.as_str())
@@ -132,30 +162,69 @@ async fn read(app: &App, user_id: &UserId, txn: &ClientTransaction) -> Result<Op
     .fetch_optional(app.db.pool())
     .await
     .map_err(MatrixError::internal)?;
-    Ok(row.map(|(event_id, accepted, claimed_ts)| Row { event_id, accepted: accepted != 0, claimed_ts }))
+    Ok(row.map(|(event_id, event_json, accepted, claimed_ts)| Row {
+        event_id,
+        event_json,
+        accepted: accepted != 0,
+        claimed_ts,
+    }))
 }
 
-/// Notes the id of the event published under the transaction, and whether
-/// the roomserver accepted it.
+/// Stores the event about to be published under the transaction.
 pub(super) async fn set_event(
     app: &App,
     user_id: &UserId,
     txn: &ClientTransaction,
-    event_id: &OwnedEventId,
-    accepted: bool,
+    event: &BuiltEvent,
 ) -> Result<(), MatrixError> {
     sqlx::query(
-        "UPDATE clientapi_transactions SET event_id = $1, accepted = $2
+        "UPDATE clientapi_transactions SET event_id = $1, event_json = $2
          WHERE user_id = $3 AND device_id = $4 AND txn_id = $5",
     )
-    .bind(event_id.as_str())
-    .bind(accepted as i64)
+    .bind(event.event_id.as_str())
+    .bind(event.to_raw().get())
     .bind(user_id.as_str())
     .bind(txn.device_id.as_str())
     .bind(txn.txn_id.as_str())
     .execute(app.db.pool())
     .await
     .map_err(MatrixError::internal)?;
+    Ok(())
+}
+
+/// The roomserver accepted the transaction's event: repeats get its id. The
+/// stored event is not needed any more.
+async fn accept(
+    app: &App,
+    user_id: &UserId,
+    txn: &ClientTransaction,
+    event_id: &OwnedEventId,
+) -> Result<(), MatrixError> {
+    sqlx::query(
+        "UPDATE clientapi_transactions SET event_id = $1, accepted = 1, event_json = NULL
+         WHERE user_id = $2 AND device_id = $3 AND txn_id = $4",
+    )
+    .bind(event_id.as_str())
+    .bind(user_id.as_str())
+    .bind(txn.device_id.as_str())
+    .bind(txn.txn_id.as_str())
+    .execute(app.db.pool())
+    .await
+    .map_err(MatrixError::internal)?;
+    Ok(())
+}
+
+async fn keep_claim(app: &App, user_id: &UserId, txn: &ClientTransaction) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE clientapi_transactions SET claimed_ts = $1
+         WHERE user_id = $2 AND device_id = $3 AND txn_id = $4 AND accepted = 0",
+    )
+    .bind(now_ms())
+    .bind(user_id.as_str())
+    .bind(txn.device_id.as_str())
+    .bind(txn.txn_id.as_str())
+    .execute(app.db.pool())
+    .await?;
     Ok(())
 }
 
@@ -172,12 +241,13 @@ async fn release(app: &App, user_id: &UserId, txn: &ClientTransaction) -> Result
     Ok(())
 }
 
-/// Drops a stale claim, unless another request took it over first.
-async fn take_over(app: &App, user_id: &UserId, txn: &ClientTransaction, claimed_ts: i64) -> Result<(), MatrixError> {
-    sqlx::query(
-        "DELETE FROM clientapi_transactions
-         WHERE user_id = $1 AND device_id = $2 AND txn_id = $3 AND accepted = 0 AND claimed_ts = $4",
+/// Takes a stale claim over; false when another request took it first.
+async fn take_over(app: &App, user_id: &UserId, txn: &ClientTransaction, claimed_ts: i64) -> Result<bool, MatrixError> {
+    let result = sqlx::query(
+        "UPDATE clientapi_transactions SET claimed_ts = $1
+         WHERE user_id = $2 AND device_id = $3 AND txn_id = $4 AND accepted = 0 AND claimed_ts = $5",
     )
+    .bind(now_ms())
     .bind(user_id.as_str())
     .bind(txn.device_id.as_str())
     .bind(txn.txn_id.as_str())
@@ -185,5 +255,23 @@ async fn take_over(app: &App, user_id: &UserId, txn: &ClientTransaction, claimed
     .execute(app.db.pool())
     .await
     .map_err(MatrixError::internal)?;
-    Ok(())
+    Ok(result.rows_affected() == 1)
+}
+
+/// Forgets transactions older than [`KEEP_MS`], every hour until shutdown:
+/// clients retry within minutes, not days.
+pub async fn expire(app: std::sync::Arc<App>) -> anyhow::Result<()> {
+    loop {
+        let result = sqlx::query("DELETE FROM clientapi_transactions WHERE claimed_ts < $1")
+            .bind(now_ms() - KEEP_MS)
+            .execute(app.db.pool())
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot forget old transactions");
+        }
+        tokio::select! {
+            _ = app.rt.shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
 }

@@ -63,13 +63,25 @@ pub struct InputRoomEvent {
     /// A core NATS subject on which the publisher waits for [`InputVerdict`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
+    /// Non-zero for a copy published again because the first publisher died
+    /// before it heard the verdict: the copy is not deduplicated away, and
+    /// the roomserver answers it with the verdict the first one got.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resend: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl StreamMessage for InputRoomEvent {
     const STREAM: Stream = Stream::InputRoomEvent;
 
     fn msg_id(&self) -> String {
-        format!("in:{}", self.event_id)
+        match self.resend {
+            0 => format!("in:{}", self.event_id),
+            n => format!("in:{}:{n}", self.event_id),
+        }
     }
 
     fn routing_key(&self) -> Option<&str> {
