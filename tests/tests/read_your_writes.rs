@@ -120,7 +120,10 @@ async fn memberships_are_read_at_once_on_every_instance() {
 
     for n in 0..ROUNDS {
         let since = token(&at.reader(&bob, n)).await;
-        at.writer(&alice, n).post(&format!("/rooms/{encoded}/invite"), json!({"user_id": bob.user_id})).await.expect(200);
+        at.writer(&alice, n)
+            .post(&format!("/rooms/{encoded}/invite"), json!({"user_id": bob.user_id}))
+            .await
+            .expect(200);
         let answer = sync_since(&at.reader(&bob, n), &since).await;
         assert!(answer["rooms"]["invite"].get(&room).is_some(), "round {n}: the invite, in {answer}");
 
