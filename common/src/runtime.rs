@@ -128,8 +128,12 @@ pub fn load_config_or_exit(path: &std::path::Path) -> Arc<Config> {
 }
 
 pub fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.global.log_level));
+    let text = std::env::var("RUST_LOG").unwrap_or_else(|_| config.global.log_level.clone());
+    let mut filter = tracing_subscriber::EnvFilter::new(&text);
+    if !text.contains("ruma_state_res") {
+        // Its authorisation checks log several INFO lines for every event.
+        filter = filter.add_directive("ruma_state_res=warn".parse().expect("a valid directive"));
+    }
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     crate::metrics::install();
 }

@@ -72,11 +72,14 @@ fn visible(rows: impl IntoIterator<Item = EventRow>) -> Vec<StoredEvent> {
     rows.into_iter().filter(|row| row.status != EventStatus::Rejected).map(|row| row.stored()).collect()
 }
 
-/// The stored events of a state, in a stable order, keeping only the keys `filter` asks for.
+/// The stored events of a state, in a stable order, keeping only the keys
+/// `filter` asks for. `for_auth`: the asker reads only what redaction keeps,
+/// so the events may come from the input cache.
 async fn state_events(
     store: &Store,
     state: &StateMap,
     filter: Option<&[StateFilter]>,
+    for_auth: bool,
 ) -> Result<Vec<StoredEvent>, RemoteError> {
     let ids: Vec<OwnedEventId> = state
         .iter()
@@ -85,7 +88,7 @@ async fn state_events(
         })
         .map(|(_, id)| id.clone())
         .collect();
-    let mut rows = store.events.get_many(&ids).await?;
+    let mut rows = if for_auth { store.events.get_many(&ids).await? } else { store.events.load_many(&ids).await? };
     Ok(ids.iter().filter_map(|id| rows.remove(id)).map(|row| row.stored()).collect())
 }
 
@@ -99,7 +102,7 @@ async fn current(store: &Store, room_id: &RoomId) -> Result<(crate::storage::Roo
 
 async fn query_events(store: Store, request: QueryEventsRequest) -> Result<QueryEventsResponse, RemoteError> {
     at_most(request.event_ids.len())?;
-    let mut rows = store.events.get_many(&request.event_ids).await?;
+    let mut rows = store.events.load_many(&request.event_ids).await?;
     let ordered = request.event_ids.iter().filter_map(|id| rows.remove(id));
     Ok(QueryEventsResponse { events: visible(ordered) })
 }
@@ -119,7 +122,7 @@ async fn query_latest_events_and_state(
         room_version: room.room_version,
         latest_event_ids: room.latest_event_ids,
         depth: room.max_depth.max(0) as u64,
-        state: state_events(&store, &state, Some(&filter)).await?,
+        state: state_events(&store, &state, Some(&filter), true).await?,
     })
 }
 
@@ -130,7 +133,7 @@ async fn query_current_state(
     let (room, state) = current(&store, &request.room_id).await?;
     Ok(QueryStateResponse {
         room_version: room.room_version,
-        state: state_events(&store, &state, request.filter.as_deref()).await?,
+        state: state_events(&store, &state, request.filter.as_deref(), false).await?,
     })
 }
 
@@ -138,23 +141,23 @@ async fn query_state_at_event(
     store: Store,
     request: QueryStateAtEventRequest,
 ) -> Result<QueryStateResponse, RemoteError> {
-    let row = store.events.get(&request.event_id).await?.ok_or_else(|| not_found("unknown event"))?;
+    let row = store.events.load(&request.event_id).await?.ok_or_else(|| not_found("unknown event"))?;
     let snapshot = if request.after { row.state_after } else { row.state_before };
     let snapshot = snapshot.filter(|_| row.room_id == request.room_id).ok_or_else(|| not_found("unknown event"))?;
     let room = store.rooms.get(&request.room_id).await?.ok_or_else(|| not_found("unknown room"))?;
     let state = store.snapshots.load(snapshot).await?;
     Ok(QueryStateResponse {
         room_version: room.room_version,
-        state: state_events(&store, &state, request.filter.as_deref()).await?,
+        state: state_events(&store, &state, request.filter.as_deref(), false).await?,
     })
 }
 
 async fn query_auth_chain(store: Store, request: QueryAuthChainRequest) -> Result<QueryEventsResponse, RemoteError> {
     at_most(request.event_ids.len())?;
-    let roots = store.events.get_many(&request.event_ids).await?;
+    let roots = store.events.load_many(&request.event_ids).await?;
     let closure = auth_closure(&store.events, roots.values().flat_map(|r| r.pdu.auth_ids().to_vec()), None).await?;
     let ids: Vec<OwnedEventId> = closure.keys().filter(|id| !roots.contains_key(*id)).cloned().collect();
-    let rows = store.events.get_many(&ids).await?;
+    let rows = store.events.load_many(&ids).await?;
     Ok(QueryEventsResponse { events: visible(rows.into_values()) })
 }
 
@@ -167,7 +170,7 @@ async fn query_membership(
         return Ok(QueryMembershipResponse { room_exists, membership: None, event: None, forgotten: false });
     };
     let event_id: OwnedEventId = membership.event_id.as_str().try_into().map_err(anyhow::Error::from)?;
-    let event = store.events.get(&event_id).await?.map(|row| row.stored());
+    let event = store.events.load(&event_id).await?.map(|row| row.stored());
     Ok(QueryMembershipResponse {
         room_exists,
         membership: Some(membership.membership),
@@ -181,7 +184,7 @@ async fn query_members(store: Store, request: QueryMembersRequest) -> Result<Que
     let memberships = request.memberships.unwrap_or_default();
     let ids = store.memberships.member_events(&request.room_id, &memberships, request.local_only).await?;
     let ids: Vec<OwnedEventId> = ids.iter().filter_map(|id| id.as_str().try_into().ok()).collect();
-    let mut rows = store.events.get_many(&ids).await?;
+    let mut rows = store.events.load_many(&ids).await?;
     let state = ids.iter().filter_map(|id| rows.remove(id)).map(|row| row.stored()).collect();
     Ok(QueryStateResponse { room_version: room.room_version, state })
 }
@@ -217,7 +220,7 @@ async fn walk_back(
     let mut found = Vec::new();
     while !queue.is_empty() && found.len() < limit {
         let batch: Vec<OwnedEventId> = queue.drain(..).filter(|id| seen.insert(id.clone())).collect();
-        let rows: HashMap<OwnedEventId, EventRow> = store.events.get_many(&batch).await?;
+        let rows: HashMap<OwnedEventId, EventRow> = store.events.load_many(&batch).await?;
         for id in batch {
             let Some(row) = rows.get(&id) else { continue };
             if row.room_id != room_id || row.status == EventStatus::Rejected {
@@ -250,7 +253,7 @@ async fn query_missing_events(
     // The latest events themselves are what the asker already has.
     let starts: Vec<OwnedEventId> = store
         .events
-        .get_many(&request.latest)
+        .load_many(&request.latest)
         .await?
         .values()
         .filter(|row| row.room_id == request.room_id)

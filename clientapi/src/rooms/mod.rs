@@ -62,11 +62,11 @@ pub async fn send_event(
     txn: Option<ClientTransaction>,
 ) -> Result<OwnedEventId, MatrixError> {
     match txn {
-        None => send_new(app, room_id, &builder, None).await,
-        Some(txn) => {
-            transactions::once(app, room_id, &builder.sender, &txn, || send_new(app, room_id, &builder, Some(&txn)))
-                .await
+        None => {
+            let (version, built) = build_checked(app, room_id, &builder).await?;
+            publish_and_wait(app, &version, &[built], None).await
         }
+        Some(txn) => transactions::once(app, &builder.sender, &txn, || build_checked(app, room_id, &builder)).await,
     }
 }
 
@@ -200,18 +200,15 @@ pub(crate) fn check_auth(
     .map_err(|reason| MatrixError::forbidden(format!("The event is not allowed: {reason}")))
 }
 
-async fn send_new(
+/// Builds `builder` on the room's latest events and checks it may be sent.
+async fn build_checked(
     app: &App,
     room_id: &RoomId,
     builder: &EventBuilder,
-    txn: Option<&ClientTransaction>,
-) -> Result<OwnedEventId, MatrixError> {
+) -> Result<(RoomVersionId, BuiltEvent), MatrixError> {
     let (version, built, state) = build_on_latest(app, room_id, builder).await?;
     check_auth(&version_rules(&version)?, &built.to_pdu(), &state)?;
-    if let Some(txn) = txn {
-        transactions::set_event(app, &builder.sender, txn, &built).await?;
-    }
-    publish_and_wait(app, &version, &[built], txn).await
+    Ok((version, built))
 }
 
 /// Publishes events of one room, in order, and waits until the roomserver

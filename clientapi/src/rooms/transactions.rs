@@ -2,21 +2,26 @@
 //! returns the first event's id and sends nothing, on whichever clientapi
 //! instance it lands.
 //!
-//! A row is claimed before the event is built, so that of two concurrent
-//! requests exactly one sends; the other waits for its outcome. The claimer
-//! keeps its claim fresh while it works, and stores the event it built before
-//! publishing it. When the claimer died (its claim went stale), a retry takes
-//! the row over: it publishes the stored event again and hears the verdict
-//! itself (the roomserver answers a copy with the first one's verdict), or
-//! sends afresh when nothing was built yet. When the event is refused the row
-//! goes, so a retry sends afresh instead of answering with the id of an event
-//! that is not in the room.
+//! The event is built first and claims the transaction together with its
+//! own id and JSON in one write, so that of two concurrent requests exactly
+//! one sends; the other waits until the roomserver has the claimed event.
+//! The claimer keeps its claim fresh while it waits for the verdict. When
+//! the claimer died (its claim went stale), a retry takes the row over and
+//! publishes the stored event again, hearing the verdict itself (the
+//! roomserver answers a copy with the first one's verdict). When the event
+//! is refused the row goes, so a retry sends afresh instead of answering
+//! with the id of an event that is not in the room.
 
 use std::{future::Future, time::Duration};
 
-use common::{api::roomserver::ClientTransaction, http::MatrixError, pdu::BuiltEvent, storage::now_ms};
+use common::{
+    api::roomserver::{ClientTransaction, QueryEvents, QueryEventsRequest},
+    http::MatrixError,
+    pdu::BuiltEvent,
+    storage::now_ms,
+};
 use http::StatusCode;
-use ruma::{OwnedEventId, RoomId, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, UserId};
 use serde_json::value::RawValue;
 
 use super::Publish;
@@ -36,52 +41,77 @@ const KEEP_MS: i64 = 24 * 60 * 60 * 1000;
 struct Row {
     event_id: Option<String>,
     event_json: Option<String>,
-    accepted: bool,
     claimed_ts: i64,
 }
 
-/// Runs `send` once per transaction and returns the event id it produced.
+/// Sends the event `build` makes once per transaction and returns its id.
 pub(super) async fn once<F, Fut>(
     app: &App,
-    room_id: &RoomId,
     user_id: &UserId,
     txn: &ClientTransaction,
-    send: F,
+    build: F,
 ) -> Result<OwnedEventId, MatrixError>
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Result<OwnedEventId, MatrixError>>,
+    Fut: Future<Output = Result<(RoomVersionId, BuiltEvent), MatrixError>>,
 {
+    loop {
+        let built = build().await;
+        if let Ok((version, event)) = &built
+            && claim(app, user_id, txn, event).await?
+        {
+            let send = super::publish_and_wait(app, version, std::slice::from_ref(event), Some(txn));
+            return settle(app, user_id, txn, send).await;
+        }
+        // A repeat: what became of the first request's event decides, also
+        // when this one could not be built (the sender may have left since).
+        match repeat(app, user_id, txn).await? {
+            Some(outcome) => return outcome,
+            None if built.is_err() => return built.map(|(_, event)| event.event_id),
+            // The first one was refused and its row went: send afresh.
+            None => continue,
+        }
+    }
+}
+
+/// Waits for the outcome of the transaction another request claimed; None
+/// when there is no claim (any more).
+async fn repeat(
+    app: &App,
+    user_id: &UserId,
+    txn: &ClientTransaction,
+) -> Result<Option<Result<OwnedEventId, MatrixError>>, MatrixError> {
     let deadline = tokio::time::Instant::now() + REPEAT_WAIT;
     loop {
-        if claim(app, user_id, txn).await? {
-            return settle(app, user_id, txn, send()).await;
-        }
-        let Some(row) = read(app, user_id, txn).await? else { continue };
-        if let (true, Some(event_id)) = (row.accepted, &row.event_id) {
-            return parse_id(event_id);
+        let Some(row) = read(app, user_id, txn).await? else { return Ok(None) };
+        let event_id = row.event_id.as_deref().map(parse_id).transpose()?;
+        if let Some(event_id) = &event_id
+            && accepted(app, event_id).await?
+        {
+            return Ok(Some(Ok(event_id.clone())));
         }
         if now_ms() - row.claimed_ts > STALE_CLAIM_MS && take_over(app, user_id, txn, row.claimed_ts).await? {
-            return match (row.event_id, row.event_json) {
-                (Some(event_id), Some(json)) => {
-                    let resend = resend(app, room_id, txn, parse_id(&event_id)?, json);
-                    settle(app, user_id, txn, resend).await
-                }
-                _ => settle(app, user_id, txn, send()).await,
+            let (Some(event_id), Some(json)) = (event_id, row.event_json) else {
+                // Claimed by an older release, before the event was built.
+                release(app, user_id, txn).await?;
+                return Ok(None);
             };
+            let room_id = room_of(&json)?;
+            let resend = resend(app, &room_id, txn, event_id, json);
+            return Ok(Some(settle(app, user_id, txn, resend).await));
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(MatrixError::unknown(
+            return Ok(Some(Err(MatrixError::unknown(
                 StatusCode::GATEWAY_TIMEOUT,
                 "This transaction is still being processed; try again",
-            ));
+            ))));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// Runs the claimed transaction's `work`, keeping the claim fresh, and
-/// records its outcome.
+/// Runs the claimed transaction's `work`, keeping the claim fresh; a refused
+/// event gives the transaction up.
 async fn settle(
     app: &App,
     user_id: &UserId,
@@ -102,7 +132,7 @@ async fn settle(
         }
     };
     match &result {
-        Ok(event_id) => accept(app, user_id, txn, event_id).await?,
+        Ok(_) => {}
         // Undecided: the event may still be accepted, and a retry must
         // then get its id rather than send a second one.
         Err(e) if e.status() == StatusCode::GATEWAY_TIMEOUT => {}
@@ -135,15 +165,33 @@ fn parse_id(event_id: &str) -> Result<OwnedEventId, MatrixError> {
     OwnedEventId::try_from(event_id).map_err(MatrixError::internal)
 }
 
-/// True when this request now owns the transaction.
-async fn claim(app: &App, user_id: &UserId, txn: &ClientTransaction) -> Result<bool, MatrixError> {
+fn room_of(json: &str) -> Result<OwnedRoomId, MatrixError> {
+    #[derive(serde::Deserialize)]
+    struct InRoom {
+        room_id: OwnedRoomId,
+    }
+    let event: InRoom = serde_json::from_str(json).map_err(MatrixError::internal)?;
+    Ok(event.room_id)
+}
+
+/// Whether the roomserver has accepted the event.
+async fn accepted(app: &App, event_id: &OwnedEventId) -> Result<bool, MatrixError> {
+    let request = QueryEventsRequest { event_ids: vec![event_id.clone()] };
+    let found = app.rt.bus.call::<QueryEvents>(&request).await?.events;
+    Ok(found.iter().any(|event| !event.soft_failed))
+}
+
+/// Claims the transaction for `event`; true when this request now owns it.
+async fn claim(app: &App, user_id: &UserId, txn: &ClientTransaction, event: &BuiltEvent) -> Result<bool, MatrixError> {
     let result = sqlx::query(
-        "INSERT INTO clientapi_transactions (user_id, device_id, txn_id, event_id, accepted, claimed_ts)
-         VALUES ($1, $2, $3, NULL, 0, $4) ON CONFLICT DO NOTHING",
+        "INSERT INTO clientapi_transactions (user_id, device_id, txn_id, event_id, event_json, accepted, claimed_ts)
+         VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT DO NOTHING",
     )
     .bind(user_id.as_str())
     .bind(txn.device_id.as_str())
     .bind(txn.txn_id.as_str())
+    .bind(event.event_id.as_str())
+    .bind(event.to_raw().get())
     .bind(now_ms())
     .execute(app.db.pool())
     .await
@@ -152,8 +200,8 @@ async fn claim(app: &App, user_id: &UserId, txn: &ClientTransaction) -> Result<b
 }
 
 async fn read(app: &App, user_id: &UserId, txn: &ClientTransaction) -> Result<Option<Row>, MatrixError> {
-    let row: Option<(Option<String>, Option<String>, i64, i64)> = sqlx::query_as(
-        "SELECT event_id, event_json, accepted, claimed_ts FROM clientapi_transactions
+    let row: Option<(Option<String>, Option<String>, i64)> = sqlx::query_as(
+        "SELECT event_id, event_json, claimed_ts FROM clientapi_transactions
          WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
     )
     .bind(user_id.as_str())
@@ -162,62 +210,13 @@ async fn read(app: &App, user_id: &UserId, txn: &ClientTransaction) -> Result<Op
     .fetch_optional(app.db.pool())
     .await
     .map_err(MatrixError::internal)?;
-    Ok(row.map(|(event_id, event_json, accepted, claimed_ts)| Row {
-        event_id,
-        event_json,
-        accepted: accepted != 0,
-        claimed_ts,
-    }))
-}
-
-/// Stores the event about to be published under the transaction.
-pub(super) async fn set_event(
-    app: &App,
-    user_id: &UserId,
-    txn: &ClientTransaction,
-    event: &BuiltEvent,
-) -> Result<(), MatrixError> {
-    sqlx::query(
-        "UPDATE clientapi_transactions SET event_id = $1, event_json = $2
-         WHERE user_id = $3 AND device_id = $4 AND txn_id = $5",
-    )
-    .bind(event.event_id.as_str())
-    .bind(event.to_raw().get())
-    .bind(user_id.as_str())
-    .bind(txn.device_id.as_str())
-    .bind(txn.txn_id.as_str())
-    .execute(app.db.pool())
-    .await
-    .map_err(MatrixError::internal)?;
-    Ok(())
-}
-
-/// The roomserver accepted the transaction's event: repeats get its id. The
-/// stored event is not needed any more.
-async fn accept(
-    app: &App,
-    user_id: &UserId,
-    txn: &ClientTransaction,
-    event_id: &OwnedEventId,
-) -> Result<(), MatrixError> {
-    sqlx::query(
-        "UPDATE clientapi_transactions SET event_id = $1, accepted = 1, event_json = NULL
-         WHERE user_id = $2 AND device_id = $3 AND txn_id = $4",
-    )
-    .bind(event_id.as_str())
-    .bind(user_id.as_str())
-    .bind(txn.device_id.as_str())
-    .bind(txn.txn_id.as_str())
-    .execute(app.db.pool())
-    .await
-    .map_err(MatrixError::internal)?;
-    Ok(())
+    Ok(row.map(|(event_id, event_json, claimed_ts)| Row { event_id, event_json, claimed_ts }))
 }
 
 async fn keep_claim(app: &App, user_id: &UserId, txn: &ClientTransaction) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE clientapi_transactions SET claimed_ts = $1
-         WHERE user_id = $2 AND device_id = $3 AND txn_id = $4 AND accepted = 0",
+         WHERE user_id = $2 AND device_id = $3 AND txn_id = $4",
     )
     .bind(now_ms())
     .bind(user_id.as_str())
@@ -229,15 +228,13 @@ async fn keep_claim(app: &App, user_id: &UserId, txn: &ClientTransaction) -> Res
 }
 
 async fn release(app: &App, user_id: &UserId, txn: &ClientTransaction) -> Result<(), MatrixError> {
-    sqlx::query(
-        "DELETE FROM clientapi_transactions WHERE user_id = $1 AND device_id = $2 AND txn_id = $3 AND accepted = 0",
-    )
-    .bind(user_id.as_str())
-    .bind(txn.device_id.as_str())
-    .bind(txn.txn_id.as_str())
-    .execute(app.db.pool())
-    .await
-    .map_err(MatrixError::internal)?;
+    sqlx::query("DELETE FROM clientapi_transactions WHERE user_id = $1 AND device_id = $2 AND txn_id = $3")
+        .bind(user_id.as_str())
+        .bind(txn.device_id.as_str())
+        .bind(txn.txn_id.as_str())
+        .execute(app.db.pool())
+        .await
+        .map_err(MatrixError::internal)?;
     Ok(())
 }
 
@@ -245,7 +242,7 @@ async fn release(app: &App, user_id: &UserId, txn: &ClientTransaction) -> Result
 async fn take_over(app: &App, user_id: &UserId, txn: &ClientTransaction, claimed_ts: i64) -> Result<bool, MatrixError> {
     let result = sqlx::query(
         "UPDATE clientapi_transactions SET claimed_ts = $1
-         WHERE user_id = $2 AND device_id = $3 AND txn_id = $4 AND accepted = 0 AND claimed_ts = $5",
+         WHERE user_id = $2 AND device_id = $3 AND txn_id = $4 AND claimed_ts = $5",
     )
     .bind(now_ms())
     .bind(user_id.as_str())

@@ -10,7 +10,7 @@ use anyhow::Context;
 use sqlx::{AnyPool, Executor, any::AnyPoolOptions};
 
 pub use migrate::Migration;
-pub use outbox::Outbox;
+pub use outbox::{Outbox, Written};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
@@ -42,6 +42,9 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(if dialect == Dialect::Sqlite { 4 } else { 10 })
             .acquire_timeout(Duration::from_secs(10))
+            // A ping before every checkout is a round trip per query; a
+            // broken connection fails its query, which is retried anyway.
+            .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {

@@ -12,6 +12,14 @@ use tokio_util::sync::CancellationToken;
 use super::{Db, now_ms};
 use crate::bus::{Bus, StreamMessage};
 
+/// A message written to the outbox, to publish after the commit.
+pub struct Written {
+    id: i64,
+    subject: String,
+    msg_id: String,
+    payload: String,
+}
+
 #[derive(Clone)]
 pub struct Outbox {
     db: Db,
@@ -19,6 +27,9 @@ pub struct Outbox {
     table: Arc<str>,
     /// One flush at a time in this instance keeps rows in order.
     flushing: Arc<tokio::sync::Mutex<()>>,
+    /// Rows [`Outbox::publish`] published, to delete in the writer's next
+    /// transaction rather than with a commit of their own.
+    published: Arc<std::sync::Mutex<Vec<i64>>>,
 }
 
 /// Rows older than this are taken to be a crashed writer's and published by the relay.
@@ -26,21 +37,63 @@ const ORPHAN_AGE: Duration = Duration::from_secs(5);
 
 impl Outbox {
     pub fn new(db: Db, bus: Bus, component: &str) -> Self {
-        Self { db, bus, table: format!("{component}_outbox").into(), flushing: Arc::new(tokio::sync::Mutex::new(())) }
+        Self {
+            db,
+            bus,
+            table: format!("{component}_outbox").into(),
+            flushing: Arc::new(tokio::sync::Mutex::new(())),
+            published: Arc::default(),
+        }
     }
 
     /// Writes a message inside the caller's transaction; call [`Outbox::flush`] after commit.
     pub async fn enqueue<M: StreamMessage>(&self, tx: &mut AnyConnection, msg: &M) -> anyhow::Result<()> {
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {} (subject, msg_id, payload, created_ts) VALUES ($1, $2, $3, $4)",
+        self.write(tx, msg).await.map(|_| ())
+    }
+
+    /// Writes a message inside the caller's transaction and keeps it, so that
+    /// [`Outbox::publish`] after the commit need not read it back.
+    pub async fn write<M: StreamMessage>(&self, tx: &mut AnyConnection, msg: &M) -> anyhow::Result<Written> {
+        let (subject, msg_id, payload) = (self.bus.subject_for(msg), msg.msg_id(), serde_json::to_string(msg)?);
+        let (id,): (i64,) = sqlx::query_as(AssertSqlSafe(format!(
+            "INSERT INTO {} (subject, msg_id, payload, created_ts) VALUES ($1, $2, $3, $4) RETURNING id",
             self.table
         )))
-        .bind(self.bus.subject_for(msg))
-        .bind(msg.msg_id())
-        .bind(serde_json::to_string(msg)?)
+        .bind(&subject)
+        .bind(&msg_id)
+        .bind(&payload)
         .bind(now_ms())
-        .execute(tx)
+        .fetch_one(tx)
         .await?;
+        Ok(Written { id, subject, msg_id, payload })
+    }
+
+    /// Publishes committed messages in order. Their rows are deleted by the
+    /// next [`Outbox::forget_published`], or by the relay when all is quiet;
+    /// until then a crash only makes the relay publish them again, which
+    /// JetStream deduplicates.
+    pub async fn publish(&self, written: Vec<Written>) -> anyhow::Result<()> {
+        for message in written {
+            self.bus.publish_raw(message.subject, message.msg_id, message.payload.into_bytes().into()).await?;
+            self.published.lock().expect("outbox lock").push(message.id);
+        }
+        Ok(())
+    }
+
+    /// Deletes the rows published so far, inside the caller's transaction.
+    pub async fn forget_published(&self, tx: &mut AnyConnection) -> anyhow::Result<()> {
+        let ids = std::mem::take(&mut *self.published.lock().expect("outbox lock"));
+        self.delete(tx, &ids).await
+    }
+
+    async fn delete(&self, conn: &mut AnyConnection, ids: &[i64]) -> anyhow::Result<()> {
+        // Bounded statements; the ids are integers: nothing to inject.
+        for chunk in ids.chunks(500) {
+            let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+            sqlx::query(AssertSqlSafe(format!("DELETE FROM {} WHERE id IN ({})", self.table, list.join(","))))
+                .execute(&mut *conn)
+                .await?;
+        }
         Ok(())
     }
 
@@ -78,6 +131,16 @@ impl Outbox {
     /// instance) left behind, every few seconds until `shutdown`.
     pub async fn relay(self, shutdown: CancellationToken) {
         loop {
+            let ids = std::mem::take(&mut *self.published.lock().expect("outbox lock"));
+            if !ids.is_empty() {
+                let deleted = match self.db.pool().acquire().await {
+                    Ok(mut conn) => self.delete(&mut conn, &ids).await,
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(e) = deleted {
+                    tracing::warn!(table = %self.table, error = format!("{e:#}"), "cannot delete published rows");
+                }
+            }
             let cutoff = now_ms() - ORPHAN_AGE.as_millis() as i64;
             match self.publish_rows_older_than(cutoff).await {
                 Ok(0) => {}

@@ -23,7 +23,7 @@ use ruma::{
     state_res::{self, Event},
 };
 
-use crate::storage::{EventStatus, NewEvent, Room, StateMap, Store};
+use crate::storage::{EventRow, EventStatus, NewEvent, Room, StateMap, Store};
 
 /// What the roomserver decided.
 #[derive(Debug)]
@@ -324,18 +324,28 @@ impl Processor {
         } else {
             before_id
         };
+        let status = if soft_failure.is_some() { EventStatus::SoftFailed } else { EventStatus::Accepted };
         let new = NewEvent {
             pdu: &pdu,
             room_id: room_id.as_str(),
-            status: if soft_failure.is_some() { EventStatus::SoftFailed } else { EventStatus::Accepted },
+            status,
             state_before: Some(before_id),
             state_after: Some(after_id),
             stream_ordering: accepted_new.then_some(next_room.last_stream_ordering),
         };
         self.store.events.insert(&mut tx, new).await?;
+        let row = EventRow {
+            pdu: pdu.clone(),
+            room_id: room_id.to_owned(),
+            status,
+            redacted: false,
+            state_before: Some(before_id),
+            state_after: Some(after_id),
+        };
 
         if let Some(reason) = soft_failure {
             tx.commit().await.map_err(anyhow::Error::from)?;
+            self.store.events.remember(row);
             tracing::info!(event_id = %pdu.id(), reason, "soft-failed an event");
             return Ok(Verdict::SoftFailed(reason));
         }
@@ -358,12 +368,18 @@ impl Processor {
             }
             None => outputs.push(outputs::historical(msg, &pdu)),
         }
+        let pruned = redactions.prunes(pdu.id());
         outputs.extend(outputs::apply_redactions(&self.store, &mut tx, room_id, &pdu, redactions).await?);
+        self.outbox.forget_published(&mut tx).await?;
+        let mut written = Vec::with_capacity(outputs.len());
         for output in &outputs {
-            self.outbox.enqueue(&mut tx, output).await?;
+            written.push(self.outbox.write(&mut tx, output).await?);
         }
         tx.commit().await.map_err(anyhow::Error::from)?;
-        if let Err(e) = self.outbox.flush().await {
+        if !pruned {
+            self.store.events.remember(row);
+        }
+        if let Err(e) = self.outbox.publish(written).await {
             // The rows stay in the outbox; the relay publishes them.
             tracing::warn!(error = format!("{e:#}"), "cannot publish the output now");
         }

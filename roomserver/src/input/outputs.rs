@@ -147,6 +147,13 @@ pub struct RedactionPlan {
     clear_pending: bool,
 }
 
+impl RedactionPlan {
+    /// Whether the plan prunes `event_id` (an event whose redaction came first).
+    pub fn prunes(&self, event_id: &ruma::EventId) -> bool {
+        self.apply.iter().any(|(target, _, _)| target == event_id)
+    }
+}
+
 pub async fn plan_redactions(
     store: &Store,
     rules: &RoomVersionRules,

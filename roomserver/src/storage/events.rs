@@ -1,7 +1,10 @@
 //! `roomserver_events`: every event the roomserver has seen, with its verdict
 //! and the state snapshots before and after it.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use common::{api::roomserver::StoredEvent, pdu::Pdu, storage::now_ms};
 use ruma::{EventId, OwnedEventId, OwnedRoomId};
@@ -64,7 +67,17 @@ pub struct NewEvent<'a> {
 #[derive(Clone)]
 pub struct Events {
     pool: AnyPool,
+    /// Events placed in their room, by id: what input processing reads again
+    /// and again (the prev events, the auth events). Such a row never changes
+    /// but for redaction, which this instance applies here too; another
+    /// instance's redaction leaves the unpruned content here, which the
+    /// authorisation rules cannot tell apart (redaction keeps what they read).
+    /// Answers to other components read the database.
+    recent: Arc<Mutex<HashMap<OwnedEventId, EventRow>>>,
 }
+
+/// Rows kept in memory; the map starts over when full.
+const CACHE_SIZE: usize = 50_000;
 
 type Row = (String, String, String, i64, i64, Option<i64>, Option<i64>);
 
@@ -84,7 +97,19 @@ fn decode(row: Row) -> anyhow::Result<EventRow> {
 
 impl Events {
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+        Self { pool, recent: Arc::default() }
+    }
+
+    /// Keeps a row this instance has just committed.
+    pub fn remember(&self, row: EventRow) {
+        if row.status == EventStatus::Outlier {
+            return;
+        }
+        let mut recent = self.recent.lock().expect("cache lock");
+        if recent.len() >= CACHE_SIZE {
+            recent.clear();
+        }
+        recent.insert(row.pdu.owned_id(), row);
     }
 
     /// Stores an event, or places an outlier seen before; false when it was
@@ -116,6 +141,7 @@ impl Events {
 
     /// Replaces an event's JSON with its pruned form.
     pub async fn mark_redacted(&self, tx: &mut AnyConnection, event_id: &EventId, pruned: &str) -> anyhow::Result<()> {
+        self.recent.lock().expect("cache lock").remove(event_id);
         sqlx::query("UPDATE roomserver_events SET json = $1, redacted = 1 WHERE event_id = $2")
             .bind(pruned)
             .bind(event_id.as_str())
@@ -124,12 +150,42 @@ impl Events {
         Ok(())
     }
 
+    /// For input processing: see [`Events::recent`].
     pub async fn get(&self, event_id: &EventId) -> anyhow::Result<Option<EventRow>> {
         Ok(self.get_many(&[event_id.to_owned()]).await?.remove(event_id))
     }
 
-    /// The stored events among `event_ids`, in one query.
+    /// For input processing, from memory where it can: see [`Events::recent`].
     pub async fn get_many(&self, event_ids: &[OwnedEventId]) -> anyhow::Result<HashMap<OwnedEventId, EventRow>> {
+        let mut found = HashMap::with_capacity(event_ids.len());
+        let mut missing = Vec::new();
+        {
+            let recent = self.recent.lock().expect("cache lock");
+            for id in event_ids {
+                match recent.get(id) {
+                    Some(row) => {
+                        found.insert(id.clone(), row.clone());
+                    }
+                    None => missing.push(id.clone()),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let loaded = self.load_many(&missing).await?;
+            for row in loaded.values() {
+                self.remember(row.clone());
+            }
+            found.extend(loaded);
+        }
+        Ok(found)
+    }
+
+    pub async fn load(&self, event_id: &EventId) -> anyhow::Result<Option<EventRow>> {
+        Ok(self.load_many(&[event_id.to_owned()]).await?.remove(event_id))
+    }
+
+    /// The stored events among `event_ids`, as the database has them now.
+    pub async fn load_many(&self, event_ids: &[OwnedEventId]) -> anyhow::Result<HashMap<OwnedEventId, EventRow>> {
         let mut found = HashMap::with_capacity(event_ids.len());
         // Bounded batches keep under every database's parameter limit.
         for chunk in event_ids.chunks(500) {
