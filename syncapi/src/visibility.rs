@@ -11,10 +11,12 @@ pub struct Viewer {
 
 impl Viewer {
     pub async fn load(store: &Store, room_id: &str, user_id: &str) -> anyhow::Result<Viewer> {
-        Ok(Viewer {
-            user_id: user_id.to_owned(),
-            history: store.room_membership_history(room_id, user_id, i64::MAX).await?,
-        })
+        Ok(Viewer::new(user_id, store.room_membership_history(room_id, user_id, i64::MAX).await?))
+    }
+
+    /// The viewer with this membership history of the room (all of it, oldest first).
+    pub fn new(user_id: &str, history: Vec<MembershipChange>) -> Viewer {
+        Viewer { user_id: user_id.to_owned(), history }
     }
 
     /// The user's membership when the event at `pos` arrived.

@@ -2,10 +2,16 @@
 //! Argon2id, with the cost the config gives; a stored hash carries its own
 //! parameters, so raising the cost does not lock anyone out.
 
-use std::sync::OnceLock;
+use std::{
+    cell::RefCell,
+    num::NonZero,
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex, OnceLock, mpsc},
+};
 
 use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version, password_hash::SaltString,
+    Algorithm, Argon2, Block, Params, PasswordHash, Version,
+    password_hash::{Output, ParamsString, Salt, SaltString},
 };
 use common::{
     bus::{RemoteError, RemoteErrorKind},
@@ -71,19 +77,98 @@ pub fn check_policy(password: &str, policy: &PasswordPolicy) -> Result<(), Remot
     Ok(())
 }
 
-/// Hashes a password with the configured cost, off the async threads.
+/// A hash or a verification, to run on a hasher thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Where hashes and verifications are queued. Each needs `memory_kib` (19 MiB
+/// by default) while it runs, so they run on a fixed set of threads, one per
+/// CPU, and a login storm waits in the queue rather than taking memory with
+/// it. Each thread keeps its Argon2 memory from one hash to the next
+/// ([`with_memory`]), so memory peaks, and stays, at hashers × cost.
+fn hashers() -> &'static mpsc::Sender<Job> {
+    static HASHERS: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
+    HASHERS.get_or_init(|| {
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for n in 0..std::thread::available_parallelism().map_or(1, NonZero::get) {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("password-hasher-{n}"))
+                .spawn(move || {
+                    loop {
+                        // The guard goes at the end of the statement: one thread waits, the others queue for the lock.
+                        let job = receiver.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok(job) = job else { return };
+                        // A panicking job fails its own caller only.
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                    }
+                })
+                .expect("cannot start a password hasher thread");
+        }
+        sender
+    })
+}
+
+/// Argon2 of `password` with these parameters, in the calling thread's
+/// memory. Freed and allocated again for every hash, as `Argon2::hash_password`
+/// does, that memory is not reused by glibc's malloc: a thread's arena grew by
+/// the cost with each hash, up to some 150 MiB per thread.
+fn with_memory<'a>(
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    password: &[u8],
+    salt: Salt<'a>,
+) -> anyhow::Result<PasswordHash<'a>> {
+    thread_local! {
+        static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+    }
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let output = MEMORY.with_borrow_mut(|memory| {
+        if memory.len() < params.block_count() {
+            memory.resize(params.block_count(), Block::new());
+        }
+        Output::init_with(output_len, |out| {
+            argon2.hash_password_into_with_memory(password, salt_bytes, out, &mut memory[..]).map_err(Into::into)
+        })
+    });
+    let output = output.map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
+    Ok(PasswordHash {
+        algorithm: algorithm.ident(),
+        version: Some(version.into()),
+        params: ParamsString::try_from(&params).map_err(|e| anyhow::anyhow!("password hashing parameters: {e}"))?,
+        salt: Some(salt),
+        hash: Some(output),
+    })
+}
+
+/// Runs `work` on a hasher thread, once one is free; not at all when the
+/// caller has gone away by then (a client that gave up costs no hash).
+async fn on_hasher<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        if !done.is_closed() {
+            let _ = done.send(work());
+        }
+    });
+    hashers().send(job).map_err(|_| anyhow::anyhow!("the password hashers have stopped"))?;
+    result.await.map_err(|_| anyhow::anyhow!("a password hasher failed"))?
+}
+
+/// Hashes a password with the configured cost, on a hasher thread.
 pub async fn hash(password: String, cost: &PasswordHashing) -> anyhow::Result<String> {
     let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
         .map_err(|e| anyhow::anyhow!("password hashing parameters: {e}"))?;
-    tokio::task::spawn_blocking(move || {
+    on_hasher(move || {
         let salt_bytes: [u8; 16] = rand::random();
         let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-        let hash = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
+        let hash = with_memory(Algorithm::Argon2id, Version::V0x13, params, password.as_bytes(), salt.as_salt())?;
         Ok(hash.to_string())
     })
-    .await?
+    .await
 }
 
 /// Whether `password` matches `stored`. With no stored hash (an unknown
@@ -102,12 +187,20 @@ pub async fn verify(password: String, stored: Option<String>, cost: &PasswordHas
             }
         },
     };
-    tokio::task::spawn_blocking(move || {
+    on_hasher(move || {
         let parsed =
             PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("a stored password hash is unreadable: {e}"))?;
-        Ok(known && Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        let (Some(salt), Some(expected)) = (parsed.salt, &parsed.hash) else { return Ok(false) };
+        // The stored hash's own algorithm, version and parameters, as
+        // `PasswordVerifier` takes them; a hash of another kind matches nothing.
+        let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else { return Ok(false) };
+        let Ok(version) = parsed.version.map_or(Ok(Version::default()), Version::try_from) else { return Ok(false) };
+        let Ok(params) = Params::try_from(&parsed) else { return Ok(false) };
+        let computed = with_memory(algorithm, version, params, password.as_bytes(), salt)?;
+        // `Output`'s comparison takes constant time.
+        Ok(known && computed.hash.as_ref() == Some(expected))
     })
-    .await?
+    .await
 }
 
 #[cfg(test)]
@@ -144,6 +237,51 @@ mod tests {
         policy.require_uppercase = true;
         assert!(check_policy("long enough", &policy).is_err());
         assert!(check_policy("Long enough 1", &policy).is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn no_more_hashes_run_at_once_than_there_are_hashers() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static RUNNING: AtomicUsize = AtomicUsize::new(0);
+        static MOST: AtomicUsize = AtomicUsize::new(0);
+        let jobs: Vec<_> = (0..32)
+            .map(|_| {
+                tokio::spawn(on_hasher(|| {
+                    let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+                    MOST.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    RUNNING.fetch_sub(1, Ordering::SeqCst);
+                    Ok(())
+                }))
+            })
+            .collect();
+        for job in jobs {
+            job.await.unwrap().unwrap();
+        }
+        let hashers = std::thread::available_parallelism().map_or(1, NonZero::get);
+        assert!(MOST.load(Ordering::SeqCst) <= hashers, "{} at once", MOST.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn hashes_are_argon2s_own() {
+        use argon2::{PasswordHasher, PasswordVerifier};
+        let cheap = PasswordHashing { memory_kib: 8, iterations: 1 };
+        let ours = hash("secret words".into(), &cheap).await.unwrap();
+        assert!(Argon2::default().verify_password(b"secret words", &PasswordHash::new(&ours).unwrap()).is_ok());
+        let salt = SaltString::encode_b64(&[7; 16]).unwrap();
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(16, 2, 1, None).unwrap())
+            .hash_password(b"secret words", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify("secret words".into(), Some(theirs.clone()), &cheap).await.unwrap());
+        assert!(!verify("other words".into(), Some(theirs), &cheap).await.unwrap());
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x10, Params::new(8, 1, 1, None).unwrap())
+            .hash_password(b"secret words", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify("secret words".into(), Some(argon2i), &cheap).await.unwrap());
+        let other_kind = "$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+        assert!(!verify("secret words".into(), Some(other_kind.into()), &cheap).await.unwrap());
     }
 
     #[tokio::test]

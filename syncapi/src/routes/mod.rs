@@ -64,13 +64,12 @@ pub fn router(app: Arc<App>, member_lists: bool) -> Router {
     sync.merge(history).with_state(app)
 }
 
+/// The consumers a route's reads wait for.
+type Fence = &'static [(Stream, &'static str)];
+
 /// A client reads its own writes: what was answered before the request came
 /// is applied before it is served, on whichever instance.
-async fn fence(
-    State((app, consumers)): State<(Arc<App>, &'static [(Stream, &'static str)])>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn fence(State((app, consumers)): State<(Arc<App>, Fence)>, request: Request, next: Next) -> Response {
     app.rt.bus.fence(consumers).await;
     next.run(request).await
 }

@@ -1,8 +1,10 @@
 //! Receipts and typing notifications, each with its own stream positions.
 
-use sqlx::AnyConnection;
+use std::collections::HashMap;
 
-use super::Store;
+use sqlx::{AnyConnection, AssertSqlSafe};
+
+use super::{PER_QUERY, Store, placeholders};
 
 #[derive(Clone, Debug)]
 pub struct Receipt {
@@ -55,27 +57,27 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
-    /// Receipts of a room that changed in (from, to]; all of them when `from` is 0.
-    pub async fn receipts(&self, room_id: &str, from: i64, to: i64) -> anyhow::Result<Vec<Receipt>> {
-        let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
-            "SELECT user_id, receipt_type, thread_id, event_id, ts FROM syncapi_receipts
-             WHERE room_id = $1 AND pos > $2 AND pos <= $3",
-        )
-        .bind(room_id)
-        .bind(from)
-        .bind(to)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(user_id, receipt_type, thread_id, event_id, ts)| Receipt {
-                user_id,
-                receipt_type,
-                thread_id,
-                event_id,
-                ts,
-            })
-            .collect())
+    /// Receipts of each room that changed in (from, to]; all of them when
+    /// `from` is 0. Rooms without any are left out.
+    pub async fn receipts(&self, rooms: &[&str], from: i64, to: i64) -> anyhow::Result<HashMap<String, Vec<Receipt>>> {
+        let mut found: HashMap<String, Vec<Receipt>> = HashMap::new();
+        for chunk in rooms.chunks(PER_QUERY) {
+            let sql = format!(
+                "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM syncapi_receipts
+                 WHERE room_id IN ({}) AND pos > $1 AND pos <= $2 ORDER BY pos",
+                placeholders(3, chunk.len())
+            );
+            let mut query = sqlx::query_as::<_, (String, String, String, String, String, i64)>(AssertSqlSafe(sql))
+                .bind(from)
+                .bind(to);
+            for room in chunk {
+                query = query.bind(*room);
+            }
+            for (room_id, user_id, receipt_type, thread_id, event_id, ts) in query.fetch_all(self.pool()).await? {
+                found.entry(room_id).or_default().push(Receipt { user_id, receipt_type, thread_id, event_id, ts });
+            }
+        }
+        Ok(found)
     }
 
     pub async fn set_typing(
@@ -99,25 +101,43 @@ impl Store {
         Ok(())
     }
 
-    /// Whether the room's typing changed in (from, to], and who types now.
-    pub async fn typing(&self, room_id: &str, from: i64, to: i64, now_ms: i64) -> anyhow::Result<Option<Vec<Typing>>> {
-        let changed: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(pos) FROM syncapi_typing WHERE room_id = $1 AND pos > $2 AND pos <= $3")
-                .bind(room_id)
-                .bind(from)
-                .bind(to)
-                .fetch_one(self.pool())
-                .await?;
-        if changed.is_none() {
-            return Ok(None);
+    /// The rooms whose typing changed in (from, to], each with who types
+    /// at `now_ms` (maybe no one).
+    pub async fn typing(
+        &self,
+        rooms: &[&str],
+        from: i64,
+        to: i64,
+        now_ms: i64,
+    ) -> anyhow::Result<HashMap<String, Vec<Typing>>> {
+        let mut changed: HashMap<String, Vec<Typing>> = HashMap::new();
+        let mut typing: Vec<(String, Typing)> = Vec::new();
+        for chunk in rooms.chunks(PER_QUERY) {
+            let sql = format!(
+                "SELECT room_id, user_id, expires_ts, pos FROM syncapi_typing
+                 WHERE room_id IN ({}) AND ((pos > $1 AND pos <= $2) OR expires_ts > $3) ORDER BY pos",
+                placeholders(4, chunk.len())
+            );
+            let mut query =
+                sqlx::query_as::<_, (String, String, i64, i64)>(AssertSqlSafe(sql)).bind(from).bind(to).bind(now_ms);
+            for room in chunk {
+                query = query.bind(*room);
+            }
+            for (room_id, user_id, expires_ts, pos) in query.fetch_all(self.pool()).await? {
+                if pos > from && pos <= to {
+                    changed.entry(room_id.clone()).or_default();
+                }
+                if expires_ts > now_ms {
+                    typing.push((room_id, Typing { user_id, expires_ts }));
+                }
+            }
         }
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT user_id, expires_ts FROM syncapi_typing WHERE room_id = $1 AND expires_ts > $2")
-                .bind(room_id)
-                .bind(now_ms)
-                .fetch_all(self.pool())
-                .await?;
-        Ok(Some(rows.into_iter().map(|(user_id, expires_ts)| Typing { user_id, expires_ts }).collect()))
+        for (room_id, typer) in typing {
+            if let Some(typers) = changed.get_mut(&room_id) {
+                typers.push(typer);
+            }
+        }
+        Ok(changed)
     }
 }
 

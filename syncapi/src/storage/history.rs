@@ -7,7 +7,7 @@ use sqlx::{AnyConnection, AssertSqlSafe};
 
 use super::{
     Store, placeholders,
-    rooms::{EVENT_COLUMNS, EventRow, RoomEvent, decode},
+    rooms::{EVENT_COLUMNS, EventRow, RoomEvent, decode, prefixed_columns},
 };
 
 /// How deep `recurse=true` follows relations of relations.
@@ -33,10 +33,6 @@ impl Page {
             format!("{column} > ${cursor} AND {column} <= ${bound} ORDER BY {column}")
         }
     }
-}
-
-fn prefixed_columns(table: &str) -> String {
-    EVENT_COLUMNS.split(',').map(|c| format!("{table}.{}", c.trim())).collect::<Vec<_>>().join(", ")
 }
 
 /// What a relation row names: the event related to and how.

@@ -12,7 +12,7 @@ mod to_device;
 
 pub use ephemeral::MAIN_THREAD;
 pub use notification_counts::Counts;
-pub use rooms::{MembershipChange, RoomEvent};
+pub use rooms::{MemberSummary, MembershipChange, RoomEvent, Span, StateChange};
 
 use common::storage::{Db, Migration};
 use sqlx::AnyConnection;
@@ -102,7 +102,17 @@ impl Store {
     }
 }
 
+/// Rooms (or ids, or keys) one query names at most, with `IN (…)` or
+/// `VALUES`: a few thousand bound values, well under SQLite's 32766 and
+/// Postgres's 65535, so a user in many thousands of rooms costs a few queries.
+pub(crate) const PER_QUERY: usize = 1000;
+
 /// `$first, $first+1, …` for `count` bound values.
 pub(crate) fn placeholders(first: usize, count: usize) -> String {
     (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// `($first, …), (…), …`: `rows` rows of `width` bound values, for a `VALUES` list.
+pub(crate) fn value_rows(first: usize, rows: usize, width: usize) -> String {
+    (0..rows).map(|r| format!("({})", placeholders(first + r * width, width))).collect::<Vec<_>>().join(", ")
 }

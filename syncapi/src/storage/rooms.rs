@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use ruma::{OwnedEventId, RoomId, UserId};
 use sqlx::{AnyConnection, AssertSqlSafe};
 
-use super::{Store, placeholders};
+use super::{PER_QUERY, Store, placeholders, value_rows};
 
 /// A room event as syncapi keeps it.
 #[derive(Clone, Debug)]
@@ -76,6 +76,33 @@ pub(super) fn decode(row: EventRow) -> anyhow::Result<RoomEvent> {
         adds: serde_json::from_str(&adds)?,
         removes: serde_json::from_str(&removes)?,
     })
+}
+
+/// A room and a range of its positions, (after, upto]: what a sync reads of it.
+#[derive(Clone, Copy, Debug)]
+pub struct Span<'a> {
+    pub room_id: &'a str,
+    pub after: i64,
+    pub upto: i64,
+}
+
+/// What an event did to its room's current state: the state event ids it
+/// added and removed.
+#[derive(Clone, Debug)]
+pub struct StateChange {
+    pub pos: i64,
+    pub adds: Vec<String>,
+    pub removes: Vec<String>,
+}
+
+/// A room's joined and invited members: how many, and the first few of each
+/// in the order their member events arrived.
+#[derive(Clone, Debug, Default)]
+pub struct MemberSummary {
+    pub joined: i64,
+    pub invited: i64,
+    pub first_joined: Vec<String>,
+    pub first_invited: Vec<String>,
 }
 
 /// A change of one user's membership of one room.
@@ -187,7 +214,7 @@ impl Store {
     /// Keys ((type, state_key)) and JSON of state events, by id.
     pub async fn state_events(&self, ids: &[String]) -> anyhow::Result<HashMap<String, ((String, String), String)>> {
         let mut found = HashMap::new();
-        for chunk in ids.chunks(500) {
+        for chunk in ids.chunks(PER_QUERY) {
             let sql = format!(
                 "SELECT event_id, event_type, state_key, json FROM syncapi_state_events WHERE event_id IN ({})",
                 placeholders(1, chunk.len())
@@ -329,14 +356,13 @@ impl Store {
         .await?)
     }
 
-    /// The rooms where the user's current membership is `membership`.
-    pub async fn rooms_with_membership(&self, user_id: &UserId, membership: &str) -> anyhow::Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT room_id FROM syncapi_current_state WHERE event_type = 'm.room.member' AND state_key = $1
-             AND membership = $2",
+    /// The user's current membership of every room they have one in: (room, membership).
+    pub async fn memberships(&self, user_id: &UserId) -> anyhow::Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT room_id, membership FROM syncapi_current_state WHERE event_type = 'm.room.member'
+             AND state_key = $1 AND membership IS NOT NULL",
         )
         .bind(user_id.as_str())
-        .bind(membership)
         .fetch_all(self.pool())
         .await?)
     }
@@ -437,38 +463,6 @@ impl Store {
             .collect())
     }
 
-    /// Sync-visible events of a room with positions in (from, to], the newest
-    /// `limit` of them, oldest first.
-    pub async fn timeline(&self, room_id: &str, from: i64, to: i64, limit: i64) -> anyhow::Result<Vec<RoomEvent>> {
-        let rows: Vec<EventRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {EVENT_COLUMNS} FROM syncapi_room_events
-             WHERE room_id = $1 AND pos > $2 AND pos <= $3 AND historical = 0 ORDER BY pos DESC LIMIT $4"
-        )))
-        .bind(room_id)
-        .bind(from)
-        .bind(to)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
-        let mut events: Vec<RoomEvent> = rows.into_iter().map(decode).collect::<anyhow::Result<_>>()?;
-        events.reverse();
-        Ok(events)
-    }
-
-    /// Events of a room with positions in (from, to] that changed its state, oldest first.
-    pub async fn state_changes(&self, room_id: &str, from: i64, to: i64) -> anyhow::Result<Vec<RoomEvent>> {
-        let rows: Vec<EventRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {EVENT_COLUMNS} FROM syncapi_room_events
-             WHERE room_id = $1 AND pos > $2 AND pos <= $3 AND (adds <> '[]' OR removes <> '[]') ORDER BY pos"
-        )))
-        .bind(room_id)
-        .bind(from)
-        .bind(to)
-        .fetch_all(self.pool())
-        .await?;
-        rows.into_iter().map(decode).collect()
-    }
-
     pub async fn room_event(&self, event_id: &str) -> anyhow::Result<Option<RoomEvent>> {
         let row: Option<EventRow> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM syncapi_room_events WHERE event_id = $1"
@@ -539,5 +533,244 @@ impl Store {
         .bind(user_id.as_str())
         .fetch_all(self.pool())
         .await?)
+    }
+}
+
+/// What a sync reads of many rooms at once: each question one query whatever
+/// the number of rooms (chunked by [`PER_QUERY`]), answered per room. The
+/// rooms of one call are distinct.
+impl Store {
+    /// The user's membership changes in each of `rooms`, oldest first.
+    pub async fn membership_histories(
+        &self,
+        user_id: &UserId,
+        rooms: &[&str],
+    ) -> anyhow::Result<HashMap<String, Vec<MembershipChange>>> {
+        let mut found: HashMap<String, Vec<MembershipChange>> = HashMap::new();
+        for chunk in rooms.chunks(PER_QUERY) {
+            let sql = format!(
+                "SELECT pos, room_id, membership, event_id FROM syncapi_membership_changes
+                 WHERE user_id = $1 AND room_id IN ({}) ORDER BY pos",
+                placeholders(2, chunk.len())
+            );
+            let mut query =
+                sqlx::query_as::<_, (i64, String, String, String)>(AssertSqlSafe(sql)).bind(user_id.as_str());
+            for room in chunk {
+                query = query.bind(*room);
+            }
+            for (pos, room_id, membership, event_id) in query.fetch_all(self.pool()).await? {
+                found.entry(room_id.clone()).or_default().push(MembershipChange { pos, room_id, membership, event_id });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Sync-visible events of each span, the newest `limit` of each, oldest first.
+    /// The cut is found along the room's index, so a long span costs `limit` rows.
+    pub async fn timelines(&self, spans: &[Span<'_>], limit: i64) -> anyhow::Result<HashMap<String, Vec<RoomEvent>>> {
+        let mut found: HashMap<String, Vec<RoomEvent>> = HashMap::new();
+        for chunk in spans.chunks(PER_QUERY) {
+            // `cut`: the position below the newest `limit` events of the span.
+            let sql = format!(
+                "WITH w (room_id, lo, hi) AS (VALUES {}),
+                 c AS (SELECT w.room_id, w.hi, COALESCE((SELECT x.pos FROM syncapi_room_events x
+                          WHERE x.room_id = w.room_id AND x.pos > w.lo AND x.pos <= w.hi AND x.historical = 0
+                          ORDER BY x.pos DESC LIMIT 1 OFFSET $1), w.lo) AS cut
+                       FROM w)
+                 SELECT {} FROM c JOIN syncapi_room_events e ON e.room_id = c.room_id
+                 WHERE e.pos > c.cut AND e.pos <= c.hi AND e.historical = 0 ORDER BY e.pos",
+                value_rows(2, chunk.len(), 3),
+                prefixed_columns("e"),
+            );
+            let mut query = sqlx::query_as::<_, EventRow>(AssertSqlSafe(sql)).bind(limit);
+            for span in chunk {
+                query = query.bind(span.room_id).bind(span.after).bind(span.upto);
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                let event = decode(row)?;
+                found.entry(event.room_id.clone()).or_default().push(event);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The events of each span that changed its room's state, oldest first.
+    pub async fn state_changes(&self, spans: &[Span<'_>]) -> anyhow::Result<HashMap<String, Vec<StateChange>>> {
+        let mut found: HashMap<String, Vec<StateChange>> = HashMap::new();
+        for chunk in spans.chunks(PER_QUERY) {
+            let sql = format!(
+                "WITH w (room_id, lo, hi) AS (VALUES {})
+                 SELECT e.room_id, e.pos, e.adds, e.removes FROM w JOIN syncapi_room_events e ON e.room_id = w.room_id
+                 WHERE e.pos > w.lo AND e.pos <= w.hi AND (e.adds <> '[]' OR e.removes <> '[]') ORDER BY e.pos",
+                value_rows(1, chunk.len(), 3),
+            );
+            let mut query = sqlx::query_as::<_, (String, i64, String, String)>(AssertSqlSafe(sql));
+            for span in chunk {
+                query = query.bind(span.room_id).bind(span.after).bind(span.upto);
+            }
+            for (room_id, pos, adds, removes) in query.fetch_all(self.pool()).await? {
+                let change =
+                    StateChange { pos, adds: serde_json::from_str(&adds)?, removes: serde_json::from_str(&removes)? };
+                found.entry(room_id).or_default().push(change);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The whole current state of each room: (type, state_key) → event id.
+    pub async fn current_states(
+        &self,
+        rooms: &[&str],
+    ) -> anyhow::Result<HashMap<String, HashMap<(String, String), String>>> {
+        let mut found: HashMap<String, HashMap<(String, String), String>> = HashMap::new();
+        for chunk in rooms.chunks(PER_QUERY) {
+            let sql = format!(
+                "SELECT room_id, event_type, state_key, event_id FROM syncapi_current_state WHERE room_id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query_as::<_, (String, String, String, String)>(AssertSqlSafe(sql));
+            for room in chunk {
+                query = query.bind(*room);
+            }
+            for (room_id, event_type, state_key, event_id) in query.fetch_all(self.pool()).await? {
+                found.entry(room_id).or_default().insert((event_type, state_key), event_id);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The current event ids of some (room, type, state_key) keys; keys
+    /// without a current value are left out.
+    pub async fn current_state_keys(
+        &self,
+        keys: &[(&str, &str, &str)],
+    ) -> anyhow::Result<HashMap<String, HashMap<(String, String), String>>> {
+        let mut found: HashMap<String, HashMap<(String, String), String>> = HashMap::new();
+        for chunk in keys.chunks(PER_QUERY) {
+            let sql = format!(
+                "WITH k (room_id, event_type, state_key) AS (VALUES {})
+                 SELECT c.room_id, c.event_type, c.state_key, c.event_id FROM k JOIN syncapi_current_state c
+                 ON c.room_id = k.room_id AND c.event_type = k.event_type AND c.state_key = k.state_key",
+                value_rows(1, chunk.len(), 3),
+            );
+            let mut query = sqlx::query_as::<_, (String, String, String, String)>(AssertSqlSafe(sql));
+            for (room_id, event_type, state_key) in chunk {
+                query = query.bind(*room_id).bind(*event_type).bind(*state_key);
+            }
+            for (room_id, event_type, state_key, event_id) in query.fetch_all(self.pool()).await? {
+                found.entry(room_id).or_default().insert((event_type, state_key), event_id);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Member counts of each room, with the first `first` joined and invited
+    /// members (rooms without any are left out).
+    pub async fn member_summaries(&self, rooms: &[&str], first: i64) -> anyhow::Result<HashMap<String, MemberSummary>> {
+        let mut found: HashMap<String, MemberSummary> = HashMap::new();
+        for chunk in rooms.chunks(PER_QUERY) {
+            let sql = format!(
+                "SELECT room_id, membership, state_key, n FROM (
+                     SELECT room_id, membership, state_key, pos,
+                         ROW_NUMBER() OVER (PARTITION BY room_id, membership ORDER BY pos) AS rn,
+                         COUNT(*) OVER (PARTITION BY room_id, membership) AS n
+                     FROM syncapi_current_state
+                     WHERE room_id IN ({}) AND event_type = 'm.room.member' AND membership IN ('join', 'invite')
+                 ) AS m WHERE rn <= $1 ORDER BY pos",
+                placeholders(2, chunk.len())
+            );
+            let mut query = sqlx::query_as::<_, (String, String, String, i64)>(AssertSqlSafe(sql)).bind(first);
+            for room in chunk {
+                query = query.bind(*room);
+            }
+            for (room_id, membership, user, count) in query.fetch_all(self.pool()).await? {
+                let summary = found.entry(room_id).or_default();
+                if membership == "join" {
+                    summary.joined = count;
+                    summary.first_joined.push(user);
+                } else {
+                    summary.invited = count;
+                    summary.first_invited.push(user);
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+pub(super) fn prefixed_columns(table: &str) -> String {
+    EVENT_COLUMNS.split(',').map(|c| format!("{table}.{}", c.trim())).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh SQLite projection in a directory of its own, removed when dropped.
+    struct Scratch(std::path::PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    async fn store() -> (Store, Scratch) {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let dir = std::env::temp_dir().join(format!("syncapi-test-{}-{nanos}", std::process::id()));
+        let db = common::storage::Db::connect(&format!("sqlite://{}", dir.join("sync.db").display())).await.unwrap();
+        db.migrate("syncapi", super::super::MIGRATIONS).await.unwrap();
+        (Store::new(db), Scratch(dir))
+    }
+
+    async fn add_event(store: &Store, pos: i64, room: &str, historical: bool) {
+        let event_id = format!("$e{pos}");
+        let event = NewRoomEvent {
+            pos,
+            room_id: room,
+            event_id: &event_id,
+            event_type: "m.room.message",
+            state_key: None,
+            sender: "@a:x",
+            json: "{}",
+            historical,
+            visibility: "shared",
+            txn: None,
+            adds: &[],
+            removes: &[],
+            origin_server_ts: pos,
+        };
+        let mut tx = store.db.begin_write().await.unwrap();
+        store.insert_room_event(&mut tx, event).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn timelines_take_the_newest_of_each_span_across_chunks() {
+        let (store, _scratch) = store().await;
+        // More rooms than one query names, three events each, the last historical.
+        let rooms: Vec<String> = (0..PER_QUERY + 5).map(|i| format!("!r{i}:x")).collect();
+        let mut pos = 0;
+        for round in 0..3 {
+            for room in &rooms {
+                pos += 1;
+                add_event(&store, pos, room, round == 2).await;
+            }
+        }
+        let spans: Vec<Span> = rooms.iter().map(|room| Span { room_id: room, after: 0, upto: pos }).collect();
+        let found = store.timelines(&spans, 1).await.unwrap();
+        assert_eq!(found.len(), rooms.len());
+        let n = rooms.len() as i64;
+        for (i, room) in rooms.iter().enumerate() {
+            // The newest event that is not historical: the second round's.
+            let positions: Vec<i64> = found[room].iter().map(|e| e.pos).collect();
+            assert_eq!(positions, vec![n + i as i64 + 1], "{room}");
+        }
+        // A span ending before the second round, and one that is empty.
+        let spans =
+            [Span { room_id: &rooms[0], after: 0, upto: n }, Span { room_id: &rooms[1], after: 2 * n, upto: pos }];
+        let found = store.timelines(&spans, 10).await.unwrap();
+        assert_eq!(found[&rooms[0]].iter().map(|e| e.pos).collect::<Vec<_>>(), vec![1]);
+        assert!(!found.contains_key(&rooms[1]));
     }
 }

@@ -12,7 +12,7 @@ use crate::{
     App,
     filter::{self, Candidate},
     format,
-    storage::{MembershipChange, Positions, RoomEvent},
+    storage::{MemberSummary, MembershipChange, Positions, RoomEvent, Span, Store},
     token::Token,
     visibility::Viewer,
 };
@@ -47,6 +47,9 @@ struct Window<'a> {
     full_state: bool,
 }
 
+/// Every room's entry is built from the same few queries, each asked once
+/// for all rooms (see `storage::rooms`), so a sync costs the same number of
+/// queries whether the user is in one room or thousands.
 pub async fn add_rooms(
     app: &App,
     request: &Request,
@@ -80,42 +83,75 @@ pub async fn add_rooms(
             room_account_data.entry(room).or_default().push(data_type);
         }
     }
+    let memberships = store.memberships(&request.user_id).await?;
+    let rooms_with = |membership: &'static str| {
+        memberships.iter().filter(move |(_, m)| m == membership).map(|(room, _)| room.as_str())
+    };
 
     // An incremental sync looks only at rooms where something happened.
     let active = if initial || request.full_state { None } else { Some(store.active_rooms(since, to).await?) };
-    for room_id in store.rooms_with_membership(&request.user_id, "join").await? {
-        let quiet = active.as_ref().is_some_and(|a| !a.contains(&room_id))
-            && !changed.contains_key(&room_id)
-            && !room_account_data.contains_key(&room_id)
-            && !counts_changed.contains(&room_id);
-        if !allowed(&room_id) || quiet {
-            continue;
-        }
-        let newly_joined = !initial
-            && changed.get(&room_id).is_some_and(|c| c.membership == "join")
-            && store.membership_at(&room_id, user, since.events).await?.is_none_or(|m| m.membership != "join");
-        let full = initial || newly_joined || request.full_state;
-        let window = Window {
-            room_id: &room_id,
-            from: if initial || newly_joined { 0 } else { since.events },
-            to: to.events,
-            full_state: full,
-        };
-        let mut entry = room_entry(app, request, &window, ignored).await?;
-        let ephemeral = ephemeral(app, request, &room_id, since, to, initial, ignored).await?;
-        let data = room_data(app, request, &room_id, room_account_data.get(&room_id)).await?;
+    let quiet = |room: &str| {
+        active.as_ref().is_some_and(|a| !a.contains(room))
+            && !changed.contains_key(room)
+            && !room_account_data.contains_key(room)
+            && !counts_changed.contains(room)
+    };
+    let joined: Vec<&str> = rooms_with("join").filter(|room| allowed(room) && !quiet(room)).collect();
+    // Rooms left, kicked or banned from: what happened up to the leave.
+    let left_rooms: Vec<&str> = if initial {
+        if room_filter.include_leave { rooms_with("leave").chain(rooms_with("ban")).collect() } else { Vec::new() }
+    } else {
+        changed
+            .values()
+            .filter(|c| c.membership == "leave" || c.membership == "ban")
+            .map(|c| c.room_id.as_str())
+            .collect()
+    };
+    let left_rooms: Vec<&str> = left_rooms.into_iter().filter(|room| allowed(room)).collect();
+    let histories =
+        store.membership_histories(&request.user_id, &[joined.as_slice(), left_rooms.as_slice()].concat()).await?;
+    // The user's membership of a room at a position (the last change at or before it).
+    let membership_at =
+        |room: &str, at: i64| histories.get(room).and_then(|history| history.iter().rev().find(|c| c.pos <= at));
+
+    let windows: Vec<Window> = joined
+        .iter()
+        .map(|&room_id| {
+            let newly_joined = !initial
+                && changed.get(room_id).is_some_and(|c| c.membership == "join")
+                && membership_at(room_id, since.events).is_none_or(|m| m.membership != "join");
+            Window {
+                room_id,
+                from: if initial || newly_joined { 0 } else { since.events },
+                to: to.events,
+                full_state: initial || newly_joined || request.full_state,
+            }
+        })
+        .collect();
+    let mut members = Members::default();
+    let entries = room_entries(app, request, &windows, &histories, &mut members, ignored).await?;
+    let mut ephemerals = ephemeral(app, request, &joined, since, to, initial, ignored).await?;
+    let mut shown = Vec::new();
+    for (window, entry) in windows.iter().zip(entries) {
+        let ephemeral = ephemerals.remove(window.room_id).unwrap_or_default();
+        let data = room_data(app, request, window.room_id, room_account_data.get(window.room_id)).await?;
         let has_news =
             !entry.timeline.is_empty() || !entry.state.is_empty() || !ephemeral.is_empty() || !data.is_empty();
-        if !full && !has_news {
-            continue;
+        if window.full_state || has_news {
+            shown.push((window, entry, ephemeral, data));
         }
-        let summary = if full || entry.members_changed { Some(summary(app, &room_id, user).await?) } else { None };
+    }
+    let summarised: Vec<&str> =
+        shown.iter().filter(|(w, e, ..)| w.full_state || e.members_changed).map(|(w, ..)| w.room_id).collect();
+    members.load(store, &summarised).await?;
+    for (window, entry, ephemeral, data) in shown {
+        let room_id = window.room_id;
         let prev_batch = history_token(entry.start);
-        let room_counts = counts.get(&room_id).cloned().unwrap_or_default();
+        let room_counts = counts.get(room_id).cloned().unwrap_or_default();
         let thread_counts: Value = serde_json::from_str(&room_counts.threads).unwrap_or_else(|_| json!({}));
         let mut room = json!({
-            "timeline": { "events": std::mem::take(&mut entry.timeline), "limited": entry.limited, "prev_batch": prev_batch },
-            state_field(request): { "events": std::mem::take(&mut entry.state) },
+            "timeline": { "events": entry.timeline, "limited": entry.limited, "prev_batch": prev_batch },
+            state_field(request): { "events": entry.state },
             "ephemeral": { "events": ephemeral },
             "account_data": { "events": data },
             "unread_notifications": {
@@ -124,10 +160,10 @@ pub async fn add_rooms(
             },
             "unread_thread_notifications": thread_counts,
         });
-        if let Some(summary) = summary {
-            room["summary"] = summary;
+        if window.full_state || entry.members_changed {
+            room["summary"] = members.summary(room_id, user);
         }
-        response.join.insert(room_id, room);
+        response.join.insert(room_id.to_owned(), room);
     }
 
     for (room_id, pos, json, stripped) in store.invites(&request.user_id).await? {
@@ -144,53 +180,54 @@ pub async fn add_rooms(
         response.invite.insert(room_id, json!({ "invite_state": { "events": events } }));
     }
 
-    for room_id in store.rooms_with_membership(&request.user_id, "knock").await? {
-        if !allowed(&room_id) || (!initial && !changed.contains_key(&room_id)) {
-            continue;
-        }
-        let mut events = Vec::new();
-        for event_type in STRIPPED_STATE.iter().copied().chain(std::iter::once("m.room.member")) {
-            let key = if event_type == "m.room.member" { user } else { "" };
-            if let Some(json) = store.current_state_json(&room_id, event_type, key).await? {
-                events.push(strip(&serde_json::from_str(&json)?));
-            }
-        }
-        response.knock.insert(room_id, json!({ "knock_state": { "events": events } }));
-    }
+    let knocked: Vec<&str> =
+        rooms_with("knock").filter(|room| allowed(room) && (initial || changed.contains_key(*room))).collect();
+    add_knocks(app, user, &knocked, response).await?;
 
-    // Rooms left, kicked or banned from: what happened up to the leave.
-    let mut left: Vec<MembershipChange> = Vec::new();
-    if initial {
-        if room_filter.include_leave {
-            for membership in ["leave", "ban"] {
-                for room_id in store.rooms_with_membership(&request.user_id, membership).await? {
-                    if let Some(change) = store.membership_at(&room_id, user, to.events).await? {
-                        left.push(change);
-                    }
-                }
-            }
+    let mut left_windows = Vec::new();
+    for room_id in left_rooms {
+        let change = if initial { membership_at(room_id, to.events) } else { changed.get(room_id) };
+        if let Some(change) = change {
+            left_windows.push(Window {
+                room_id,
+                from: if initial { 0 } else { since.events },
+                to: change.pos,
+                full_state: initial,
+            });
         }
-    } else {
-        left.extend(changed.into_values().filter(|c| c.membership == "leave" || c.membership == "ban"));
     }
-    for change in left {
-        if !allowed(&change.room_id) {
-            continue;
-        }
-        let window = Window {
-            room_id: &change.room_id,
-            from: if initial { 0 } else { since.events },
-            to: change.pos,
-            full_state: initial,
-        };
-        let entry = room_entry(app, request, &window, ignored).await?;
+    let entries = room_entries(app, request, &left_windows, &histories, &mut members, ignored).await?;
+    for (window, entry) in left_windows.iter().zip(entries) {
         let prev_batch = history_token(entry.start);
         let room = json!({
             "timeline": { "events": entry.timeline, "limited": entry.limited, "prev_batch": prev_batch },
             state_field(request): { "events": entry.state },
             "account_data": { "events": [] },
         });
-        response.leave.insert(change.room_id.clone(), room);
+        response.leave.insert(window.room_id.to_owned(), room);
+    }
+    Ok(())
+}
+
+/// The knock section: each room's stripped state and the user's knock.
+async fn add_knocks(app: &App, user: &str, rooms: &[&str], response: &mut Response) -> anyhow::Result<()> {
+    let types = || STRIPPED_STATE.iter().copied().chain(std::iter::once("m.room.member"));
+    let key_of = |event_type: &str| if event_type == "m.room.member" { user } else { "" };
+    let keys: Vec<(&str, &str, &str)> =
+        rooms.iter().flat_map(|room| types().map(move |t| (*room, t, key_of(t)))).collect();
+    let current = app.store.current_state_keys(&keys).await?;
+    let ids: Vec<String> = current.values().flat_map(|state| state.values().cloned()).collect();
+    let jsons = app.store.state_events(&ids).await?;
+    for room_id in rooms {
+        let mut events = Vec::new();
+        for event_type in types() {
+            let key = (event_type.to_owned(), key_of(event_type).to_owned());
+            let id = current.get(*room_id).and_then(|state| state.get(&key));
+            if let Some((_, json)) = id.and_then(|id| jsons.get(id)) {
+                events.push(strip(&serde_json::from_str(json)?));
+            }
+        }
+        response.knock.insert((*room_id).to_owned(), json!({ "knock_state": { "events": events } }));
     }
     Ok(())
 }
@@ -205,141 +242,208 @@ struct Entry {
     members_changed: bool,
 }
 
-/// The timeline in (from, to] (its newest `limit` events) and the state at its start.
-async fn room_entry(app: &App, request: &Request, window: &Window<'_>, ignored: &[String]) -> anyhow::Result<Entry> {
+/// How far one room's timeline is filled.
+struct Fill {
+    /// Newest first.
+    shown: Vec<RoomEvent>,
+    /// Events at or below this position are still to read.
+    upper: i64,
+    scanned: usize,
+    limited: bool,
+    done: bool,
+}
+
+/// For each window (the rooms distinct): the timeline in (from, to] (its
+/// newest `limit` events) and the state at its start.
+async fn room_entries(
+    app: &App,
+    request: &Request,
+    windows: &[Window<'_>],
+    histories: &HashMap<String, Vec<MembershipChange>>,
+    members: &mut Members,
+    ignored: &[String],
+) -> anyhow::Result<Vec<Entry>> {
+    if windows.is_empty() {
+        return Ok(Vec::new());
+    }
     let store = &app.store;
+    let user = request.user_id.as_str();
     let timeline_filter = &request.filter.room.timeline;
     let limit =
         timeline_filter.limit.map(u64::from).unwrap_or(DEFAULT_TIMELINE_LIMIT).clamp(1, MAX_TIMELINE_LIMIT) as usize;
-    let viewer = Viewer::load(store, window.room_id, request.user_id.as_str()).await?;
-    let wanted = |e: &RoomEvent| {
+    let viewers: Vec<Viewer> =
+        windows.iter().map(|w| Viewer::new(user, histories.get(w.room_id).cloned().unwrap_or_default())).collect();
+    let wanted = |viewer: &Viewer, e: &RoomEvent| {
         let candidate = Candidate { event_type: &e.event_type, sender: &e.sender, room_id: &e.room_id, json: &e.json };
         viewer.may_see(e)
             && (e.state_key.is_some() || !ignored.contains(&e.sender))
             && filter::room_event_allows(timeline_filter, &candidate)
     };
-    // The limit counts the events shown: read back in pages until it is
-    // met, the window is exhausted, or the read is too long to be worth it.
-    let mut shown: Vec<RoomEvent> = Vec::new();
-    let mut upper = window.to;
-    let mut scanned = 0;
-    let mut limited = false;
+    // The limit counts the events shown: the rooms whose timelines are not
+    // full yet are read back a page at a time, all in one query per page,
+    // until the limit is met, the window is exhausted, or the read is too
+    // long to be worth it. The first page is the limit and one more: enough
+    // when the filter lets every event through.
+    let mut fills: Vec<Fill> = windows
+        .iter()
+        .map(|w| Fill { shown: Vec::new(), upper: w.to, scanned: 0, limited: false, done: false })
+        .collect();
+    let mut page = limit as i64 + 1;
     loop {
-        let page = store.timeline(window.room_id, window.from, upper, SCAN_PAGE).await?;
-        let exhausted = (page.len() as i64) < SCAN_PAGE;
-        scanned += page.len();
-        for event in page.into_iter().rev() {
-            upper = event.pos - 1;
-            if wanted(&event) {
-                if shown.len() == limit {
-                    limited = true;
-                    break;
+        let pending: Vec<usize> = (0..windows.len()).filter(|&i| !fills[i].done).collect();
+        if pending.is_empty() {
+            break;
+        }
+        let spans: Vec<Span> = pending
+            .iter()
+            .map(|&i| Span { room_id: windows[i].room_id, after: windows[i].from, upto: fills[i].upper })
+            .collect();
+        let mut pages = store.timelines(&spans, page).await?;
+        for i in pending {
+            let events = pages.remove(windows[i].room_id).unwrap_or_default();
+            let fill = &mut fills[i];
+            let exhausted = (events.len() as i64) < page;
+            fill.scanned += events.len();
+            for event in events.into_iter().rev() {
+                fill.upper = event.pos - 1;
+                if wanted(&viewers[i], &event) {
+                    if fill.shown.len() == limit {
+                        fill.limited = true;
+                        break;
+                    }
+                    fill.shown.push(event);
                 }
-                shown.push(event);
+            }
+            if fill.limited || exhausted {
+                fill.done = true;
+            } else if fill.scanned >= MAX_SCANNED {
+                // Older matching events may exist; say so rather than read on.
+                fill.limited = true;
+                fill.done = true;
             }
         }
-        if limited || exhausted {
-            break;
-        }
-        if scanned >= MAX_SCANNED {
-            // Older matching events may exist; say so rather than read on.
-            limited = true;
-            break;
-        }
+        page = SCAN_PAGE;
     }
-    shown.reverse();
-    let start = shown.first().map_or(window.to, |e| e.pos - 1);
-    let shown: Vec<&RoomEvent> = shown.iter().collect();
-    // Events after the token that the timeline does not show may still have
-    // changed the state before its start.
-    let gap = start > window.from;
 
-    // With `use_state_after` the state runs to the end of the timeline, and
-    // covers every change since the token whether the timeline shows it or not.
-    let state_at = if request.use_state_after { window.to } else { start };
-    let mut state = if window.full_state {
-        state::full_state_at(store, window.room_id, state_at).await?
-    } else if gap || request.use_state_after {
-        state::changed_state_at(store, window.room_id, window.from, state_at).await?
-    } else {
-        HashMap::new()
-    };
     let lazy = matches!(request.filter.room.state.lazy_load_options, LazyLoadOptions::Enabled { .. });
-    // Lazy-loading clients get the member events of the senders they see,
-    // of the heroes they name rooms after, and their own. Which member events
-    // a client already has is not tracked, so these always come along.
-    let mut lazy_members: HashSet<String> = HashSet::new();
     if lazy {
-        let joined = store.members(window.room_id, "join").await?;
-        let invited = store.members(window.room_id, "invite").await?;
-        lazy_members.extend(shown.iter().map(|e| e.sender.clone()));
-        lazy_members.extend(heroes(&joined, &invited, request.user_id.as_str()).into_iter().cloned());
-        lazy_members.insert(request.user_id.to_string());
-        if !window.full_state {
-            let keys = lazy_members.iter().map(|m| ("m.room.member".to_owned(), m.clone())).collect();
-            state.extend(state::values_at(store, window.room_id, state_at, keys).await?);
-        }
+        members.load(store, &windows.iter().map(|w| w.room_id).collect::<Vec<_>>()).await?;
     }
+    let mut starts = Vec::with_capacity(windows.len());
+    let mut lazy_members: Vec<HashSet<String>> = Vec::with_capacity(windows.len());
+    let mut wants = Vec::with_capacity(windows.len());
+    for (window, fill) in windows.iter().zip(&mut fills) {
+        fill.shown.reverse();
+        let start = fill.shown.first().map_or(window.to, |e| e.pos - 1);
+        starts.push(start);
+        // Events after the token that the timeline does not show may still
+        // have changed the state before its start.
+        let gap = start > window.from;
+        // With `use_state_after` the state runs to the end of the timeline, and
+        // covers every change since the token whether the timeline shows it or not.
+        let state_at = if request.use_state_after { window.to } else { start };
+        // Lazy-loading clients get the member events of the senders they see,
+        // of the heroes they name rooms after, and their own. Which member events
+        // a client already has is not tracked, so these always come along.
+        let mut room_lazy: HashSet<String> = HashSet::new();
+        if lazy {
+            room_lazy.extend(fill.shown.iter().map(|e| e.sender.clone()));
+            room_lazy.extend(members.heroes(window.room_id, user));
+            room_lazy.insert(user.to_owned());
+        }
+        let keys = if lazy && !window.full_state {
+            room_lazy.iter().map(|m| ("m.room.member".to_owned(), m.clone())).collect()
+        } else {
+            HashSet::new()
+        };
+        let changed_after = (!window.full_state && (gap || request.use_state_after)).then_some(window.from);
+        wants.push(state::Want {
+            room_id: window.room_id,
+            at: state_at,
+            whole: window.full_state,
+            changed_after,
+            keys,
+        });
+        lazy_members.push(room_lazy);
+    }
+    let mut states = state::states_at(store, &wants).await?;
+
+    let mut shown_state: Vec<Vec<String>> = Vec::with_capacity(windows.len());
+    for (window, room_lazy) in windows.iter().zip(&lazy_members) {
+        let state = states.remove(window.room_id).unwrap_or_default();
+        let mut ids: Vec<String> = state
+            .into_iter()
+            .filter(|((event_type, state_key), _)| {
+                !lazy || event_type != "m.room.member" || room_lazy.contains(state_key)
+            })
+            .map(|(_, id)| id)
+            .collect();
+        ids.sort();
+        shown_state.push(ids);
+    }
+    let jsons = store.state_events(&shown_state.concat()).await?;
+
     let state_filter = &request.filter.room.state;
-    let mut wanted: Vec<String> = state
-        .iter()
-        .filter(|((event_type, state_key), _)| {
-            !lazy || event_type != "m.room.member" || lazy_members.contains(state_key)
-        })
-        .map(|(_, id)| id.clone())
-        .collect();
-    wanted.sort();
-    let jsons = store.state_events(&wanted).await?;
-    let mut state_events = Vec::new();
-    let mut members_changed = shown.iter().any(|e| e.event_type == "m.room.member");
-    for id in &wanted {
-        let Some(((event_type, _), json)) = jsons.get(id) else { continue };
-        let sender = serde_json::from_str::<Value>(json)?["sender"].as_str().unwrap_or_default().to_owned();
-        let candidate = Candidate { event_type, sender: &sender, room_id: window.room_id, json };
-        if !filter::room_event_allows(state_filter, &candidate) {
-            continue;
+    let mut entries = Vec::with_capacity(windows.len());
+    for (((window, fill), ids), start) in windows.iter().zip(fills).zip(shown_state).zip(starts) {
+        let mut state_events = Vec::new();
+        let mut members_changed = fill.shown.iter().any(|e| e.event_type == "m.room.member");
+        for id in &ids {
+            let Some(((event_type, _), json)) = jsons.get(id) else { continue };
+            let sender = serde_json::from_str::<Value>(json)?["sender"].as_str().unwrap_or_default().to_owned();
+            let candidate = Candidate { event_type, sender: &sender, room_id: window.room_id, json };
+            if !filter::room_event_allows(state_filter, &candidate) {
+                continue;
+            }
+            members_changed |= event_type == "m.room.member";
+            state_events.push(format::state_event(id, window.room_id, json, false)?);
         }
-        members_changed |= event_type == "m.room.member";
-        state_events.push(format::state_event(id, window.room_id, json, false)?);
+        let timeline = fill
+            .shown
+            .iter()
+            .map(|e| format::client_event(e, Some(request.device_id.as_str()), false))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        entries.push(Entry { timeline, state: state_events, limited: fill.limited, start, members_changed });
     }
-    let timeline = shown
-        .iter()
-        .map(|e| format::client_event(e, Some(request.device_id.as_str()), false))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Entry { timeline, state: state_events, limited, start, members_changed })
+    Ok(entries)
 }
 
-/// Typing and receipts that changed since the token (all of them on an initial sync).
+/// Typing and receipts of each room that changed since the token (all of
+/// them on an initial sync); rooms without any are left out.
 async fn ephemeral(
     app: &App,
     request: &Request,
-    room_id: &str,
+    rooms: &[&str],
     since: &Positions,
     to: &Positions,
     initial: bool,
     ignored: &[String],
-) -> anyhow::Result<Vec<Value>> {
+) -> anyhow::Result<HashMap<String, Vec<Value>>> {
     let store = &app.store;
     let filter = &request.filter.room.ephemeral;
-    let wanted = |event_type: &str| {
-        filter::room_allows(&filter.rooms, &filter.not_rooms, room_id)
-            && filter::types_allow(&filter.types, &filter.not_types, event_type)
+    let wanted = |event_type: &'static str| {
+        rooms
+            .iter()
+            .copied()
+            .filter(|room| {
+                filter::room_allows(&filter.rooms, &filter.not_rooms, room)
+                    && filter::types_allow(&filter.types, &filter.not_types, event_type)
+            })
+            .collect::<Vec<&str>>()
     };
-    let mut events = Vec::new();
-    if wanted("m.typing") {
-        let from = if initial { 0 } else { since.typing };
-        if let Some(typing) = store.typing(room_id, from, to.typing, common::storage::now_ms()).await? {
-            let users: Vec<&str> =
-                typing.iter().map(|t| t.user_id.as_str()).filter(|u| !ignored.iter().any(|i| i == u)).collect();
-            if !users.is_empty() || !initial {
-                events.push(json!({ "type": "m.typing", "content": { "user_ids": users } }));
-            }
+    let mut events: HashMap<String, Vec<Value>> = HashMap::new();
+    let from = if initial { 0 } else { since.typing };
+    for (room_id, typing) in store.typing(&wanted("m.typing"), from, to.typing, common::storage::now_ms()).await? {
+        let users: Vec<&str> =
+            typing.iter().map(|t| t.user_id.as_str()).filter(|u| !ignored.iter().any(|i| i == u)).collect();
+        if !users.is_empty() || !initial {
+            events.entry(room_id).or_default().push(json!({ "type": "m.typing", "content": { "user_ids": users } }));
         }
     }
-    if wanted("m.receipt") {
-        let from = if initial { 0 } else { since.receipts };
+    let from = if initial { 0 } else { since.receipts };
+    for (room_id, receipts) in store.receipts(&wanted("m.receipt"), from, to.receipts).await? {
         let mut content: Map<String, Value> = Map::new();
-        for receipt in store.receipts(room_id, from, to.receipts).await? {
+        for receipt in receipts {
             if receipt.receipt_type == "m.read.private" && receipt.user_id != request.user_id.as_str() {
                 continue;
             }
@@ -354,7 +458,7 @@ async fn ephemeral(
             by_type[&receipt.receipt_type][&receipt.user_id] = data;
         }
         if !content.is_empty() {
-            events.push(json!({ "type": "m.receipt", "content": content }));
+            events.entry(room_id).or_default().push(json!({ "type": "m.receipt", "content": content }));
         }
     }
     Ok(events)
@@ -379,27 +483,43 @@ async fn room_data(
     Ok(events)
 }
 
-/// Heroes and member counts, for clients to name rooms without a name.
-async fn summary(app: &App, room_id: &str, user: &str) -> anyhow::Result<Value> {
-    let joined = app.store.members(room_id, "join").await?;
-    let invited = app.store.members(room_id, "invite").await?;
-    let heroes = heroes(&joined, &invited, user);
-    Ok(json!({
-        "m.heroes": heroes,
-        "m.joined_member_count": joined.len(),
-        "m.invited_member_count": invited.len(),
-    }))
+/// Rooms' member counts and first members, read once for all the rooms
+/// that need them.
+#[derive(Default)]
+struct Members(HashMap<String, MemberSummary>);
+
+impl Members {
+    async fn load(&mut self, store: &Store, rooms: &[&str]) -> anyhow::Result<()> {
+        let missing: Vec<&str> = rooms.iter().copied().filter(|room| !self.0.contains_key(*room)).collect();
+        // One more than the heroes: the user may be among the first.
+        let mut found = store.member_summaries(&missing, HEROES as i64 + 1).await?;
+        for room in missing {
+            self.0.insert(room.to_owned(), found.remove(room).unwrap_or_default());
+        }
+        Ok(())
+    }
+
+    /// The first members, joined or invited, in stream order, other than `user`.
+    fn heroes(&self, room_id: &str, user: &str) -> Vec<String> {
+        let Some(summary) = self.0.get(room_id) else { return Vec::new() };
+        summary.first_joined.iter().chain(&summary.first_invited).filter(|u| *u != user).take(HEROES).cloned().collect()
+    }
+
+    /// Heroes and member counts, for clients to name rooms without a name.
+    fn summary(&self, room_id: &str, user: &str) -> Value {
+        let (joined, invited) = self.0.get(room_id).map_or((0, 0), |s| (s.joined, s.invited));
+        json!({
+            "m.heroes": self.heroes(room_id, user),
+            "m.joined_member_count": joined,
+            "m.invited_member_count": invited,
+        })
+    }
 }
 
 /// A `prev_batch`: only its events position means anything (to `/messages`),
 /// so the others are left at zero and the token is the same however late it is made.
 fn history_token(events: i64) -> String {
     Token { positions: Positions { events, ..Default::default() }, presence: 0 }.to_string()
-}
-
-/// The first members, joined or invited, in stream order, other than `user`.
-fn heroes<'a>(joined: &'a [String], invited: &'a [String], user: &str) -> Vec<&'a String> {
-    joined.iter().chain(invited).filter(|u| *u != user).take(HEROES).collect()
 }
 
 /// Where a room's state goes: `state`, or `state_after` for clients that asked for it.

@@ -1,78 +1,108 @@
-//! A room's state at a point of its timeline, worked back from the current
+//! Rooms' state at a point of their timelines, worked back from the current
 //! state through the roomserver's adds and removes of the events since — so
-//! the cost is what happened after that point, not the room's history.
+//! the cost is what happened after that point, not the rooms' history — for
+//! all the rooms of a sync at once, in a fixed number of queries.
 
 use std::collections::{HashMap, HashSet};
 
-use crate::storage::{RoomEvent, Store};
+use crate::storage::{Span, StateChange, Store};
 
 pub type StateKey = (String, String);
 
-/// Undoes `changes` (oldest first) on `state`, newest first. Only `keys`, when given, are kept up to date.
-async fn undo(
+/// What a sync needs of one room's state: its values after position `at`…
+pub struct Want<'a> {
+    pub room_id: &'a str,
+    pub at: i64,
+    /// …of every key;
+    pub whole: bool,
+    /// or of the keys that changed in (from, at], when given…
+    pub changed_after: Option<i64>,
+    /// …and of these.
+    pub keys: HashSet<StateKey>,
+}
+
+impl Want<'_> {
+    fn needs_nothing(&self) -> bool {
+        !self.whole && self.changed_after.is_none() && self.keys.is_empty()
+    }
+}
+
+/// The state each `Want` asks for, by room: (type, state_key) → event id
+/// (keys absent then are left out). The rooms are distinct.
+pub async fn states_at(
     store: &Store,
+    wants: &[Want<'_>],
+) -> anyhow::Result<HashMap<String, HashMap<StateKey, String>>> {
+    let wants: Vec<&Want> = wants.iter().filter(|w| !w.needs_nothing()).collect();
+    if wants.is_empty() {
+        return Ok(HashMap::new());
+    }
+    // The changes to undo (after `at`), and those that name the changed keys
+    // (from `changed_after` to `at`): one range per room.
+    let spans: Vec<Span> = wants
+        .iter()
+        .map(|w| Span {
+            room_id: w.room_id,
+            after: w.changed_after.map_or(w.at, |from| from.min(w.at)),
+            upto: i64::MAX,
+        })
+        .collect();
+    let changes = store.state_changes(&spans).await?;
+    let ids: Vec<String> = changes.values().flatten().flat_map(|c| c.adds.iter().chain(&c.removes)).cloned().collect();
+    let known: HashMap<String, StateKey> =
+        store.state_events(&ids).await?.into_iter().map(|(id, (key, _))| (id, key)).collect();
+
+    let no_changes = Vec::new();
+    let changes_of = |room: &str| changes.get(room).unwrap_or(&no_changes);
+    // The keys each room needs, unless it needs them all.
+    let mut keys: HashMap<&str, HashSet<StateKey>> = HashMap::new();
+    for want in wants.iter().filter(|w| !w.whole) {
+        let mut wanted = want.keys.clone();
+        if let Some(from) = want.changed_after {
+            let changed = changes_of(want.room_id).iter().filter(|c| c.pos > from && c.pos <= want.at);
+            wanted
+                .extend(changed.flat_map(|c| c.adds.iter().chain(&c.removes)).filter_map(|id| known.get(id).cloned()));
+        }
+        keys.insert(want.room_id, wanted);
+    }
+
+    let whole: Vec<&str> = wants.iter().filter(|w| w.whole).map(|w| w.room_id).collect();
+    let mut states = store.current_states(&whole).await?;
+    let triples: Vec<(&str, &str, &str)> =
+        keys.iter().flat_map(|(room, keys)| keys.iter().map(move |(t, k)| (*room, t.as_str(), k.as_str()))).collect();
+    states.extend(store.current_state_keys(&triples).await?);
+
+    let mut found = HashMap::new();
+    for want in wants {
+        let mut state = states.remove(want.room_id).unwrap_or_default();
+        let later: Vec<&StateChange> = changes_of(want.room_id).iter().filter(|c| c.pos > want.at).collect();
+        undo(&mut state, &later, &known, keys.get(want.room_id));
+        found.insert(want.room_id.to_owned(), state);
+    }
+    Ok(found)
+}
+
+/// Undoes `changes` (oldest first) on `state`, newest first. Only `keys`,
+/// when given, are kept up to date; `known` gives the state events' keys.
+fn undo(
     state: &mut HashMap<StateKey, String>,
-    changes: &[RoomEvent],
+    changes: &[&StateChange],
+    known: &HashMap<String, StateKey>,
     keys: Option<&HashSet<StateKey>>,
-) -> anyhow::Result<()> {
-    let ids: Vec<String> = changes.iter().flat_map(|c| c.adds.iter().chain(&c.removes)).cloned().collect();
-    let known = store.state_events(&ids).await?;
-    let key_of = |id: &String| known.get(id).map(|(key, _)| key.clone());
+) {
+    let key_of = |id: &String| known.get(id).filter(|k| keys.is_none_or(|keys| keys.contains(*k))).cloned();
     for change in changes.iter().rev() {
         for added in &change.adds {
-            if let Some(key) = key_of(added).filter(|k| keys.is_none_or(|keys| keys.contains(k)))
+            if let Some(key) = key_of(added)
                 && state.get(&key) == Some(added)
             {
                 state.remove(&key);
             }
         }
         for removed in &change.removes {
-            if let Some(key) = key_of(removed).filter(|k| keys.is_none_or(|keys| keys.contains(k))) {
+            if let Some(key) = key_of(removed) {
                 state.insert(key, removed.clone());
             }
         }
     }
-    Ok(())
-}
-
-/// The whole state of the room after position `at`.
-pub async fn full_state_at(store: &Store, room_id: &str, at: i64) -> anyhow::Result<HashMap<StateKey, String>> {
-    let mut state = store.current_state(room_id).await?;
-    let later = store.state_changes(room_id, at, i64::MAX).await?;
-    undo(store, &mut state, &later, None).await?;
-    Ok(state)
-}
-
-/// The state keys that changed in (from, at], with their values after `at`
-/// (keys absent then are left out).
-pub async fn changed_state_at(
-    store: &Store,
-    room_id: &str,
-    from: i64,
-    at: i64,
-) -> anyhow::Result<HashMap<StateKey, String>> {
-    let changed = store.state_changes(room_id, from, at).await?;
-    let ids: Vec<String> = changed.iter().flat_map(|c| c.adds.iter().chain(&c.removes)).cloned().collect();
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let keys: HashSet<StateKey> = store.state_events(&ids).await?.into_values().map(|(key, _)| key).collect();
-    values_at(store, room_id, at, keys).await
-}
-
-/// The values after `at` of some keys of the room's state (keys absent then are left out).
-pub async fn values_at(
-    store: &Store,
-    room_id: &str,
-    at: i64,
-    keys: HashSet<StateKey>,
-) -> anyhow::Result<HashMap<StateKey, String>> {
-    if keys.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let key_list: Vec<StateKey> = keys.iter().cloned().collect();
-    let mut state = store.current_state_of(room_id, &key_list).await?;
-    let later = store.state_changes(room_id, at, i64::MAX).await?;
-    undo(store, &mut state, &later, Some(&keys)).await?;
-    Ok(state)
 }
