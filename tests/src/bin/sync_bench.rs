@@ -35,7 +35,7 @@ async fn main() {
                 let room = user.post("/createRoom", json!({"name": format!("room {i}")})).await.expect(200);
                 let room_id = room["room_id"].as_str().unwrap().to_owned();
                 for n in 0..events {
-                    let path = format!("/rooms/{room_id}/send/m.room.message/bench-{n}");
+                    let path = format!("/rooms/{room_id}/send/m.room.message/bench-{i}-{n}");
                     user.put(&path, json!({"msgtype": "m.text", "body": format!("message {n}")})).await.expect(200);
                 }
                 room_id
