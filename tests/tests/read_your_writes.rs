@@ -51,6 +51,14 @@ fn timeline_ids(answer: &Value, section: &str, room: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A private room of `creator`'s: its id, and the id encoded for a path.
+async fn private_room(creator: &Client) -> (String, String) {
+    let room = creator.post("/createRoom", json!({"preset": "private_chat"})).await.expect(200);
+    let room = room["room_id"].as_str().unwrap().to_owned();
+    let encoded = enc(&room);
+    (room, encoded)
+}
+
 fn event_id(answer: &Value) -> String {
     answer["event_id"].as_str().unwrap().to_owned()
 }
@@ -60,9 +68,7 @@ async fn sends_state_and_redactions_are_read_at_once_on_every_instance() {
     let deployment = Deployment::start(Mode::Polylith).await;
     let at = Instances::of(&deployment);
     let alice = deployment.new_user().await;
-    let room = alice.post("/createRoom", json!({"preset": "private_chat"})).await.expect(200);
-    let room = room["room_id"].as_str().unwrap().to_owned();
-    let encoded = enc(&room);
+    let (room, encoded) = private_room(&alice).await;
 
     for n in 0..ROUNDS {
         let (writer, reader) = (at.writer(&alice, n), at.reader(&alice, n));
@@ -109,9 +115,7 @@ async fn memberships_are_read_at_once_on_every_instance() {
     let at = Instances::of(&deployment);
     let alice = deployment.new_user().await;
     let bob = deployment.new_user().await;
-    let room = alice.post("/createRoom", json!({"preset": "private_chat"})).await.expect(200);
-    let room = room["room_id"].as_str().unwrap().to_owned();
-    let encoded = enc(&room);
+    let (room, encoded) = private_room(&alice).await;
     let membership_of_bob = |members: &Value| -> Option<String> {
         members["chunk"].as_array()?.iter().find(|m| m["state_key"] == bob.user_id.as_str())?["content"]["membership"]
             .as_str()
@@ -153,9 +157,7 @@ async fn account_data_and_receipts_are_read_at_once_on_every_instance() {
     let deployment = Deployment::start(Mode::Polylith).await;
     let at = Instances::of(&deployment);
     let alice = deployment.new_user().await;
-    let room = alice.post("/createRoom", json!({"preset": "private_chat"})).await.expect(200);
-    let room = room["room_id"].as_str().unwrap().to_owned();
-    let encoded = enc(&room);
+    let (room, encoded) = private_room(&alice).await;
     let user = enc(&alice.user_id);
 
     for n in 0..ROUNDS {

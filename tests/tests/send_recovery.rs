@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use common::bus::Stream;
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor};
-use tests::{Deployment, Mode, client::enc};
+use tests::{
+    Deployment, Mode,
+    client::{Client, enc},
+};
 
 /// The bound the spec of this behaviour promises a retrying client.
 const RETRY_BOUND: Duration = Duration::from_secs(5);
@@ -44,12 +47,18 @@ async fn block_roomserver_writes(deployment: &Deployment) -> sqlx::AnyConnection
     conn
 }
 
-#[tokio::test]
-async fn a_retry_after_the_clientapi_died_is_answered_at_once() {
-    let mut deployment = Deployment::start(Mode::Polylith).await;
+/// A polylith, a user, and the path-encoded id of a room of theirs.
+async fn polylith_with_a_room() -> (Deployment, Client, String) {
+    let deployment = Deployment::start(Mode::Polylith).await;
     let alice = deployment.new_user().await;
     let room = alice.post("/createRoom", json!({"preset": "private_chat"})).await.expect(200);
     let room = enc(room["room_id"].as_str().unwrap());
+    (deployment, alice, room)
+}
+
+#[tokio::test]
+async fn a_retry_after_the_clientapi_died_is_answered_at_once() {
+    let (mut deployment, alice, room) = polylith_with_a_room().await;
     let first = alice.at(&deployment.instance_url("clientapi-1"));
     let second = alice.at(&deployment.instance_url("clientapi-2"));
 
@@ -82,10 +91,7 @@ async fn a_retry_after_the_clientapi_died_is_answered_at_once() {
 
 #[tokio::test]
 async fn a_retry_after_the_clientapi_died_before_publishing_sends_once() {
-    let mut deployment = Deployment::start(Mode::Polylith).await;
-    let alice = deployment.new_user().await;
-    let room = alice.post("/createRoom", json!({"preset": "private_chat"})).await.expect(200);
-    let room = enc(room["room_id"].as_str().unwrap());
+    let (mut deployment, alice, room) = polylith_with_a_room().await;
     let first = alice.at(&deployment.instance_url("clientapi-1"));
     let second = alice.at(&deployment.instance_url("clientapi-2"));
 
@@ -99,6 +105,9 @@ async fn a_retry_after_the_clientapi_died_before_publishing_sends_once() {
         let (first, path, body) = (first.clone(), path.clone(), body.clone());
         async move { first.put(&path, body).await }
     });
+    // Nothing observable marks the send's arrival at clientapi-1, and nothing
+    // depends on it: whether it died holding the request or before, the
+    // retry must be answered, and the event be in the room once.
     tokio::time::sleep(Duration::from_millis(500)).await;
     deployment.kill_instance("clientapi-1", libc::SIGKILL).await;
     hanging.abort();

@@ -55,7 +55,7 @@ use anyhow::{Context, bail};
 use futures::{StreamExt, stream};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use tests::{Deployment, Mode, Options};
+use tests::{Deployment, Mode, Options, client::enc};
 
 const PASSWORD: &str = "bench-password-0123456789";
 
@@ -77,17 +77,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// Percent-encodes a path segment (`!room:server` → `%21room%3Aserver`).
-fn enc(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Answers 5xx and requests that got no answer, over the whole run.
