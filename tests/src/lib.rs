@@ -467,5 +467,6 @@ async fn delete_streams(url: &str, prefix: &str) -> anyhow::Result<()> {
     for stream in common::bus::Stream::ALL {
         let _ = jetstream.delete_stream(format!("{prefix}_{}", stream.name())).await;
     }
+    let _ = jetstream.delete_key_value(common::bus::lease_bucket(prefix)).await;
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::{future::Future, time::Duration};
 use anyhow::Context;
 use async_nats::jetstream::{
     AckKind,
-    consumer::{AckPolicy, DeliverPolicy, pull},
+    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
 };
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -72,7 +72,7 @@ const PULL_EXPIRES: Duration = Duration::from_secs(5);
 const PULL_BATCH: usize = 64;
 
 /// The delay before a failed message comes back: doubling from one second, at most a minute.
-fn backoff(delivered: i64) -> Duration {
+pub(super) fn backoff(delivered: i64) -> Duration {
     let exponent = delivered.clamp(1, 7) - 1;
     Duration::from_secs(1 << exponent).min(Duration::from_secs(60))
 }
@@ -90,26 +90,7 @@ where
     H: Fn(M, Delivery) -> F,
     F: Future<Output = Result<(), HandlerError>>,
 {
-    let stream_name = bus.stream_name(M::STREAM);
-    let stream =
-        bus.jetstream().get_stream(&stream_name).await.with_context(|| format!("stream {stream_name} is missing"))?;
-    let consumer = stream
-        .get_or_create_consumer(
-            &spec.durable,
-            pull::Config {
-                durable_name: Some(spec.durable.clone()),
-                filter_subject: spec.filter_subject.clone().unwrap_or_default(),
-                ack_policy: AckPolicy::Explicit,
-                deliver_policy: DeliverPolicy::All,
-                ack_wait: spec.ack_wait,
-                max_deliver: spec.max_deliver,
-                max_ack_pending: spec.max_ack_pending,
-                ..Default::default()
-            },
-        )
-        .await
-        .with_context(|| format!("cannot create consumer {} on {stream_name}", spec.durable))?;
-    let label = format!("{stream_name}/{}", spec.durable);
+    let (consumer, label) = declare::<M>(bus, &spec).await?;
 
     let applied = bus.applied_sender(M::STREAM, &spec.durable);
     loop {
@@ -150,6 +131,30 @@ where
     }
     tracing::debug!(consumer = %label, "stopped");
     Ok(())
+}
+
+/// The durable consumer `spec` describes, and the label its logs carry.
+pub(super) async fn declare<M: StreamMessage>(bus: &Bus, spec: &ConsumerSpec) -> anyhow::Result<(PullConsumer, String)> {
+    let stream_name = bus.stream_name(M::STREAM);
+    let stream =
+        bus.jetstream().get_stream(&stream_name).await.with_context(|| format!("stream {stream_name} is missing"))?;
+    let consumer = stream
+        .get_or_create_consumer(
+            &spec.durable,
+            pull::Config {
+                durable_name: Some(spec.durable.clone()),
+                filter_subject: spec.filter_subject.clone().unwrap_or_default(),
+                ack_policy: AckPolicy::Explicit,
+                deliver_policy: DeliverPolicy::All,
+                ack_wait: spec.ack_wait,
+                max_deliver: spec.max_deliver,
+                max_ack_pending: spec.max_ack_pending,
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("cannot create consumer {} on {stream_name}", spec.durable))?;
+    Ok((consumer, format!("{stream_name}/{}", spec.durable)))
 }
 
 /// Handles one message and settles it; returns its stream sequence when it

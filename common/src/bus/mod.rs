@@ -3,8 +3,10 @@
 //! Every name lives under the deployment's prefix: stream `<prefix>_<Name>`,
 //! subjects `<prefix>.<Name>[.<partition>]`, RPC `<prefix>.rpc.<component>.<method>`.
 
+mod batched;
 mod consumer;
 mod fence;
+mod lease;
 mod rpc;
 mod streams;
 
@@ -20,7 +22,9 @@ use anyhow::{Context, bail};
 use async_nats::jetstream::{self, message::PublishMessage};
 use serde::{Serialize, de::DeserializeOwned};
 
+pub use batched::consume_batches;
 pub use consumer::{ConsumerSpec, Delivery, HandlerError, consume};
+pub use lease::lease_bucket;
 pub use rpc::{RemoteError, RemoteErrorKind, Rpc, RpcError, serve};
 pub use streams::Stream;
 
@@ -115,7 +119,7 @@ impl Bus {
                 .await
                 .with_context(|| format!("cannot declare stream {name}; is JetStream enabled (-js)?"))?;
         }
-        Ok(())
+        lease::declare_bucket(&self.inner.jetstream, &self.inner.prefix).await
     }
 
     pub fn prefix(&self) -> &str {

@@ -1,5 +1,7 @@
-//! syncapi's durable consumers: each is shared by every instance and handles
-//! one message at a time, so positions are assigned in order.
+//! syncapi's durable consumers: each is shared by every instance and
+//! assigns positions in stream order. Room events, the busiest, are applied
+//! in batches by the instance holding their lease; the others one message
+//! at a time.
 
 mod account_data;
 mod ephemeral;
@@ -10,7 +12,7 @@ mod to_device;
 
 use std::sync::Arc;
 
-use common::bus::{ConsumerSpec, HandlerError, Stream, StreamMessage, consume};
+use common::bus::{ConsumerSpec, HandlerError, Stream, StreamMessage, consume, consume_batches};
 
 use crate::App;
 
@@ -30,8 +32,15 @@ pub const SYNC_FENCE: &[(Stream, &str)] = &[
     (Stream::OutputNotificationData, "syncapi_notification_counts"),
 ];
 
+/// The most room events applied in one transaction.
+const ROOM_EVENTS_BATCH: i64 = 64;
+
 pub fn start(app: &Arc<App>) {
-    spawn(app, SYNC_FENCE[0], room_events::handle);
+    let (bus, shutdown, events) = (app.rt.bus.clone(), app.rt.shutdown.clone(), app.clone());
+    app.rt.spawn(ROOM_EVENTS, async move {
+        let spec = ConsumerSpec { max_ack_pending: ROOM_EVENTS_BATCH, ..ConsumerSpec::ordered(ROOM_EVENTS) };
+        consume_batches(&bus, spec, shutdown, |batch| room_events::handle(events.clone(), batch)).await
+    });
     spawn(app, SYNC_FENCE[1], ephemeral::receipt);
     spawn(app, SYNC_FENCE[2], ephemeral::typing);
     spawn(app, SYNC_FENCE[3], account_data::handle);

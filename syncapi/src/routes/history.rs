@@ -73,7 +73,7 @@ async fn ignored_users(app: &App, user_id: &UserId) -> Result<Vec<String>, Matri
 }
 
 pub async fn world_readable(store: &Store, room_id: &str) -> anyhow::Result<bool> {
-    let json = store.current_state_json(room_id, "m.room.history_visibility", "").await?;
+    let json = store.current_state_json(store.pool(), room_id, "m.room.history_visibility", "").await?;
     Ok(json
         .and_then(|j| serde_json::from_str::<Value>(&j).ok())
         .is_some_and(|v| v["content"]["history_visibility"] == "world_readable"))

@@ -180,10 +180,11 @@ impl Store {
         Ok(rooms)
     }
 
-    pub async fn event_known(&self, event_id: &str) -> anyhow::Result<bool> {
+    /// Whether the event is stored, as the writer's transaction sees it.
+    pub async fn event_known(&self, tx: &mut AnyConnection, event_id: &str) -> anyhow::Result<bool> {
         Ok(sqlx::query_scalar::<_, i64>("SELECT 1 FROM syncapi_room_events WHERE event_id = $1")
             .bind(event_id)
-            .fetch_optional(self.pool())
+            .fetch_optional(tx)
             .await?
             .is_some())
     }
@@ -313,9 +314,11 @@ impl Store {
             .collect())
     }
 
-    /// The current value of one state key, as JSON.
-    pub async fn current_state_json(
+    /// The current value of one state key, as JSON, read from the pool or
+    /// inside a writer's transaction.
+    pub async fn current_state_json<'e>(
         &self,
+        db: impl sqlx::Executor<'e, Database = sqlx::Any>,
         room_id: &str,
         event_type: &str,
         state_key: &str,
@@ -327,7 +330,7 @@ impl Store {
         .bind(room_id)
         .bind(event_type)
         .bind(state_key)
-        .fetch_optional(self.pool())
+        .fetch_optional(db)
         .await?)
     }
 

@@ -1,0 +1,141 @@
+//! Leases on durables: at most one instance pulls a batched consumer (see
+//! `consume_batches`) at a time, so that its batches, many messages in hand
+//! at once, are still applied in stream order across instances.
+//!
+//! A lease is a key in the deployment's KV bucket whose entries live
+//! `LEASE_TTL`; its holder rewrites it every `REFRESH`, each time expecting
+//! the revision it last wrote, so a holder that stalls past the TTL finds
+//! that it lost the lease at its next refresh. Others try to create the key
+//! every `REFRESH` and get it once the holder's entry has expired.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::{
+    kv,
+    stream::{self, DiscardPolicy, StorageType},
+};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::Bus;
+
+/// How long a holder that stopped refreshing keeps its lease.
+const LEASE_TTL: Duration = Duration::from_secs(3);
+const REFRESH: Duration = Duration::from_secs(1);
+
+/// The KV bucket of a deployment's leases.
+pub fn lease_bucket(prefix: &str) -> String {
+    format!("{prefix}_leases")
+}
+
+/// Declares the bucket as the stream KV buckets are (async-nats'
+/// `create_key_value` asks for account details nats-server 2.9 answers in
+/// another shape).
+pub(super) async fn declare_bucket(jetstream: &async_nats::jetstream::Context, prefix: &str) -> anyhow::Result<()> {
+    let bucket = lease_bucket(prefix);
+    jetstream
+        .get_or_create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age: LEASE_TTL,
+            // Leases need not outlive a restart of NATS: holders write them again.
+            storage: StorageType::Memory,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("cannot declare the KV bucket {bucket}"))?;
+    Ok(())
+}
+
+/// A lease this instance holds until it is dropped or lost.
+pub(super) struct Lease {
+    held: watch::Receiver<bool>,
+    release: CancellationToken,
+}
+
+impl Lease {
+    pub(super) fn held(&self) -> bool {
+        *self.held.borrow()
+    }
+
+    /// Resolves once the lease is lost (never, while it is refreshed).
+    pub(super) async fn lost(&self) {
+        let mut held = self.held.clone();
+        let _ = held.wait_for(|held| !held).await;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.release.cancel();
+    }
+}
+
+impl Bus {
+    /// Waits until this instance holds the lease `name`; `None` on shutdown.
+    pub(super) async fn acquire_lease(&self, name: &str, shutdown: &CancellationToken) -> Option<Lease> {
+        let holder = bytes::Bytes::from(format!("{:016x}", rand::random::<u64>()));
+        loop {
+            match self.try_acquire(name, &holder).await {
+                Ok(Some(revision)) => return Some(self.hold(name, holder, revision)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(lease = name, error = format!("{e:#}"), "cannot take the lease; trying again"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(REFRESH) => {}
+            }
+        }
+    }
+
+    async fn leases(&self) -> anyhow::Result<kv::Store> {
+        Ok(self.jetstream().get_key_value(lease_bucket(self.prefix())).await?)
+    }
+
+    /// The revision written when the lease was free, `None` when another holds it.
+    async fn try_acquire(&self, name: &str, holder: &bytes::Bytes) -> anyhow::Result<Option<u64>> {
+        match self.leases().await?.create(name, holder.clone()).await {
+            Ok(revision) => Ok(Some(revision)),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn hold(&self, name: &str, holder: bytes::Bytes, mut revision: u64) -> Lease {
+        let (held, watch) = watch::channel(true);
+        let release = CancellationToken::new();
+        let (bus, name, stop) = (self.clone(), name.to_owned(), release.clone());
+        tracing::debug!(lease = %name, "lease taken");
+        tokio::spawn(async move {
+            let Ok(store) = bus.leases().await else {
+                let _ = held.send(false);
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => {
+                        // Hand over at once rather than after the TTL.
+                        let _ = store.delete_expect_revision(&name, Some(revision)).await;
+                        return;
+                    }
+                    _ = tokio::time::sleep(REFRESH) => {}
+                }
+                match store.update(&name, holder.clone(), revision).await {
+                    Ok(next) => revision = next,
+                    Err(e) => {
+                        tracing::warn!(lease = %name, error = %e, "lease lost");
+                        let _ = held.send(false);
+                        return;
+                    }
+                }
+            }
+        });
+        Lease { held: watch, release }
+    }
+}
