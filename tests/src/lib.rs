@@ -304,7 +304,7 @@ impl Deployment {
         Bus::connect(&nats, "tests").await.expect("the test connects to NATS")
     }
 
-    /// Where a polylith instance (`clientapi-1`) serves HTTP directly, bypassing nginx.
+    /// Where a polylith instance (`clientapi-1`, `syncapi-extra1`) serves HTTP directly, bypassing nginx.
     pub fn instance_url(&self, instance: &str) -> String {
         let addr = std::fs::read_to_string(self.run_dir().join(format!("{instance}.addr")))
             .unwrap_or_else(|e| panic!("no address file for {instance}: {e}"));
@@ -356,6 +356,7 @@ impl Deployment {
             .spawn()
             .expect("the component starts");
         self.extra.push((name.clone(), child));
+        std::fs::write(self.run_dir().join(format!("{name}.addr")), format!("127.0.0.1:{port}")).expect("address file");
         let url = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
         for _ in 0..300 {

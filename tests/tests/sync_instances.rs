@@ -1,5 +1,6 @@
 //! Two syncapi instances behind nginx: the same token gives the same
-//! response from either, and a long-poll on each wakes on a new event.
+//! response from either, a long-poll on each wakes on a new event, and room
+//! events keep being applied, each once and in order, as instances die.
 
 mod sync_support;
 
@@ -84,4 +85,52 @@ async fn both_instances_answer_the_same_and_both_wake() {
         a["rooms"]["join"][&room]["timeline"]["events"],
         answers[0]["rooms"]["join"][&room]["timeline"]["events"]
     );
+}
+
+/// The instance holding the room events' lease applies them in batches; when
+/// it dies another takes over, and what the dead one held in hand is applied
+/// by the next, once. Both original instances are killed in turn while
+/// messages flow, so the holder is killed at least once.
+#[tokio::test]
+async fn room_events_survive_the_death_of_each_instance() {
+    let mut deployment = Deployment::start(Mode::Polylith).await;
+    let alice = deployment.new_user().await;
+    let room = create_room(&alice, json!({"preset": "public_chat"})).await;
+    let sender = alice.clone();
+    let (room_id, sent) = (room.clone(), std::sync::Arc::new(std::sync::Mutex::new(Vec::new())));
+    let log = sent.clone();
+    let sending = tokio::spawn(async move {
+        for i in 0..60 {
+            let id = send_text(&sender, &room_id, &format!("m{i}")).await;
+            log.lock().unwrap().push(id);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let count = || sent.lock().unwrap().len();
+    while count() < 15 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    deployment.kill_instance("syncapi-1", libc::SIGKILL).await;
+    let extra = deployment.start_instance("syncapi").await;
+    while count() < 35 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    deployment.kill_instance("syncapi-2", libc::SIGKILL).await;
+    sending.await.unwrap();
+    let sent = sent.lock().unwrap().clone();
+    assert!(sent.len() == 60, "every send was answered");
+
+    let reader = alice.at(&deployment.instance_url(&extra));
+    let path = format!("/rooms/{}/messages?dir=b&limit=200&filter={}", enc(&room), filter(json!({"types": ["m.room.message"]})));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut shown = Vec::new();
+    while Instant::now() < deadline {
+        let page = reader.get(&path).await.expect(200);
+        shown = page["chunk"].as_array().unwrap().iter().rev().map(|e| e["event_id"].as_str().unwrap().to_owned()).collect();
+        if shown.len() >= sent.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(shown, sent, "the surviving instance shows every message once, in the order sent");
 }

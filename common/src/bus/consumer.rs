@@ -138,22 +138,28 @@ pub(super) async fn declare<M: StreamMessage>(bus: &Bus, spec: &ConsumerSpec) ->
     let stream_name = bus.stream_name(M::STREAM);
     let stream =
         bus.jetstream().get_stream(&stream_name).await.with_context(|| format!("stream {stream_name} is missing"))?;
-    let consumer = stream
-        .get_or_create_consumer(
-            &spec.durable,
-            pull::Config {
-                durable_name: Some(spec.durable.clone()),
-                filter_subject: spec.filter_subject.clone().unwrap_or_default(),
-                ack_policy: AckPolicy::Explicit,
-                deliver_policy: DeliverPolicy::All,
-                ack_wait: spec.ack_wait,
-                max_deliver: spec.max_deliver,
-                max_ack_pending: spec.max_ack_pending,
-                ..Default::default()
-            },
-        )
-        .await
-        .with_context(|| format!("cannot create consumer {} on {stream_name}", spec.durable))?;
+    let config = pull::Config {
+        durable_name: Some(spec.durable.clone()),
+        filter_subject: spec.filter_subject.clone().unwrap_or_default(),
+        ack_policy: AckPolicy::Explicit,
+        deliver_policy: DeliverPolicy::All,
+        ack_wait: spec.ack_wait,
+        max_deliver: spec.max_deliver,
+        max_ack_pending: spec.max_ack_pending,
+        ..Default::default()
+    };
+    // Creating again updates the settings a release changed (say, a consumer
+    // now batched); a server that cannot change them keeps the old ones.
+    let consumer = match stream.create_consumer(config).await {
+        Ok(consumer) => consumer,
+        Err(e) => {
+            let consumer: PullConsumer = stream.get_consumer(&spec.durable).await.map_err(|found| {
+                anyhow::anyhow!("cannot create consumer {} on {stream_name}: {e}; {found}", spec.durable)
+            })?;
+            tracing::warn!(consumer = %spec.durable, stream = %stream_name, error = %e, "the consumer keeps its earlier settings");
+            consumer
+        }
+    };
     Ok((consumer, format!("{stream_name}/{}", spec.durable)))
 }
 

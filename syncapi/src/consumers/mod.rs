@@ -10,7 +10,7 @@ mod presence;
 mod room_events;
 mod to_device;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use common::bus::{ConsumerSpec, HandlerError, Stream, StreamMessage, consume, consume_batches};
 
@@ -38,7 +38,12 @@ const ROOM_EVENTS_BATCH: i64 = 64;
 pub fn start(app: &Arc<App>) {
     let (bus, shutdown, events) = (app.rt.bus.clone(), app.rt.shutdown.clone(), app.clone());
     app.rt.spawn(ROOM_EVENTS, async move {
-        let spec = ConsumerSpec { max_ack_pending: ROOM_EVENTS_BATCH, ..ConsumerSpec::ordered(ROOM_EVENTS) };
+        let spec = ConsumerSpec {
+            max_ack_pending: ROOM_EVENTS_BATCH,
+            // What a dead lease holder had in hand comes back this soon.
+            ack_wait: Duration::from_secs(5),
+            ..ConsumerSpec::ordered(ROOM_EVENTS)
+        };
         consume_batches(&bus, spec, shutdown, |batch| room_events::handle(events.clone(), batch)).await
     });
     spawn(app, SYNC_FENCE[1], ephemeral::receipt);
