@@ -28,7 +28,9 @@ use crate::{
 pub async fn handle(app: Arc<App>, batch: Vec<OutputRoomEvent>) -> Result<(), HandlerError> {
     let fetched = Fetched::load(&app, &batch).await?;
     let mut woken = Woken::default();
-    let mut tx = app.store.db.begin_write().await.map_err(anyhow::Error::from)?;
+    // It reads what it writes (whether an event is known, the room's history
+    // visibility as earlier events of the batch left it).
+    let mut tx = app.store.db.begin_read_write().await.map_err(anyhow::Error::from)?;
     for msg in &batch {
         match msg {
             OutputRoomEvent::NewRoomEvent(event) => new_room_event(&app, &mut tx, &fetched, event, &mut woken).await?,
