@@ -118,6 +118,12 @@ impl MatrixError {
 
 impl From<anyhow::Error> for MatrixError {
     fn from(e: anyhow::Error) -> Self {
+        // No database connection free in time is overload, not a fault: the
+        // client may try again.
+        if e.chain().any(|cause| matches!(cause.downcast_ref::<sqlx::Error>(), Some(sqlx::Error::PoolTimedOut))) {
+            tracing::warn!(error = format!("{e:#}"), "no database connection was free");
+            return Self::unavailable("The server is busy; try again");
+        }
         Self::internal(format!("{e:#}"))
     }
 }
@@ -159,5 +165,18 @@ impl IntoResponse for MatrixError {
                 StatusCode::INTERNAL_SERVER_ERROR.into_response()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_free_database_connection_is_503_and_other_failures_500() {
+        let busy = anyhow::Error::from(sqlx::Error::PoolTimedOut).context("cannot look up the access token");
+        assert_eq!(MatrixError::from(busy).into_response().status(), StatusCode::SERVICE_UNAVAILABLE);
+        let broken = anyhow::Error::from(sqlx::Error::RowNotFound).context("cannot look up the access token");
+        assert_eq!(MatrixError::from(broken).into_response().status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }
