@@ -184,7 +184,7 @@ impl Deployment {
         let data_dir = std::env::temp_dir().join(format!("hs-test-{suffix}"));
         std::fs::create_dir_all(&data_dir)?;
         let bin_dir = bin_dir();
-        let postgres_db = if use_postgres() { Some(create_database(&suffix).await?) } else { None };
+        let postgres_db = use_postgres().then(|| format!("hs_test_{suffix}"));
         let (client_port, federation_port) = (free_port(), free_port());
 
         let mut generate = Command::new(bin_dir.join("homeserver"));
@@ -207,6 +207,11 @@ impl Deployment {
         let config_path = data_dir.join("homeserver.yaml");
         std::fs::write(&config_path, patch_config(&String::from_utf8_lossy(&output.stdout), &options.config)?)?;
         let config = Config::load(&config_path)?;
+        // Created last, just before the deployment whose drop removes it, so
+        // that no failed start leaves a database behind.
+        if let Some(db) = &postgres_db {
+            create_database(db).await?;
+        }
 
         let mut deployment = Deployment {
             mode: options.mode,
@@ -447,12 +452,11 @@ async fn admin_connection() -> anyhow::Result<sqlx::AnyConnection> {
     Ok(sqlx::AnyConnection::connect(&format!("{}/postgres", postgres_admin_url())).await?)
 }
 
-async fn create_database(suffix: &str) -> anyhow::Result<String> {
+async fn create_database(name: &str) -> anyhow::Result<()> {
     use sqlx::Executor;
-    let name = format!("hs_test_{suffix}");
     let mut conn = admin_connection().await.context("cannot reach Postgres (TEST_POSTGRES_URL)")?;
     conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await?;
-    Ok(name)
+    Ok(())
 }
 
 async fn drop_database(name: &str) -> anyhow::Result<()> {

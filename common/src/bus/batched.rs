@@ -12,7 +12,10 @@
 
 use std::{future::Future, time::Duration};
 
-use async_nats::jetstream::{AckKind, Message};
+use async_nats::jetstream::{
+    AckKind, Message,
+    stream::{RawMessageErrorKind, Stream},
+};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -40,13 +43,28 @@ where
     H: Fn(Vec<M>) -> F,
     F: Future<Output = Result<(), HandlerError>>,
 {
-    let (consumer, label) = declare::<M>(bus, &spec).await?;
+    if spec.filter_subject.is_some() {
+        anyhow::bail!("{}: a batched consumer reads its whole stream", spec.durable);
+    }
+    let (mut consumer, label) = declare::<M>(bus, &spec).await?;
+    let stream = bus.jetstream().get_stream(bus.stream_name(M::STREAM)).await?;
     let lease_name = format!("{}.{}", M::STREAM.name(), spec.durable);
     let most = usize::try_from(spec.max_ack_pending).unwrap_or(1).max(1);
     let batcher = Batcher { applied: bus.applied_sender(M::STREAM, &spec.durable), label, spec, handler };
     loop {
         let Some(lease) = bus.acquire_lease(&lease_name, &shutdown).await else { return Ok(()) };
         tracing::debug!(consumer = %batcher.label, "pulling: this instance holds the lease");
+        // Everything below the ack floor is applied; what a holder that died
+        // had in hand above it comes back after its ack deadline, after newer
+        // messages would, and is waited for (see `in_order`).
+        let mut next = match consumer.info().await {
+            Ok(info) => info.ack_floor.stream_sequence + 1,
+            Err(e) => {
+                tracing::warn!(consumer = %batcher.label, error = %e, "no consumer info; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
         while lease.held() {
             let mut messages = match consumer.batch().max_messages(most).expires(PULL_EXPIRES).messages().await {
                 Ok(messages) => messages,
@@ -86,14 +104,32 @@ where
                         None => break,
                     }
                 }
+                let (batch, held_back) = batcher.in_order(batch, next, &stream).await;
+                if held_back && let Ok(info) = consumer.info().await {
+                    // Whatever was acked meanwhile (a holder that was only slow) is not waited for.
+                    next = next.max(info.ack_floor.stream_sequence + 1);
+                }
+                let Some(last) = batch.last().and_then(|msg| msg.info().ok()).map(|info| info.stream_sequence) else {
+                    continue;
+                };
                 if !batcher.settle::<M, F>(batch, &shutdown, &lease).await {
                     break;
                 }
+                next = next.max(last + 1);
             }
         }
         if shutdown.is_cancelled() {
             return Ok(());
         }
+    }
+}
+
+/// Whether the stream still holds message `sequence` (errors count as yes:
+/// waiting is safe, skipping is not).
+async fn still_stored(stream: &Stream, sequence: u64) -> bool {
+    match stream.get_raw_message(sequence).await {
+        Ok(_) => true,
+        Err(e) => e.kind() != RawMessageErrorKind::NoMessageFound,
     }
 }
 
@@ -114,6 +150,28 @@ struct InHand {
 struct Stopped;
 
 impl<H> Batcher<H> {
+    /// The part of `batch` that follows on from what was applied: at the
+    /// first message beyond a gap whose messages are still stored (in the
+    /// hand of a holder that died, or coming back), the rest is given back
+    /// until they have been applied. A gap of messages the stream no longer
+    /// holds is passed over.
+    async fn in_order(&self, mut batch: Vec<Message>, next: u64, stream: &Stream) -> (Vec<Message>, bool) {
+        let mut expected = next;
+        for at in 0..batch.len() {
+            let Ok(sequence) = batch[at].info().map(|info| info.stream_sequence) else { continue };
+            if sequence > expected && still_stored(stream, expected).await {
+                tracing::debug!(consumer = %self.label, waiting_for = expected, got = sequence, "holding back messages");
+                for later in batch.drain(at..) {
+                    let _ = later.ack_with(AckKind::Nak(Some(self.spec.ack_wait))).await;
+                }
+                return (batch, true);
+            }
+            expected = expected.max(sequence + 1);
+        }
+        (batch, false)
+    }
+
+
     /// Handles and settles a batch; false when it stopped (shutdown or lease
     /// lost) and gave back what it had not settled.
     async fn settle<M, F>(&self, batch: Vec<Message>, shutdown: &CancellationToken, lease: &Lease) -> bool

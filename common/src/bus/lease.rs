@@ -81,9 +81,10 @@ impl Bus {
     /// Waits until this instance holds the lease `name`; `None` on shutdown.
     pub(super) async fn acquire_lease(&self, name: &str, shutdown: &CancellationToken) -> Option<Lease> {
         let holder = bytes::Bytes::from(format!("{:016x}", rand::random::<u64>()));
+        let mut leases: Option<kv::Store> = None;
         loop {
-            match self.try_acquire(name, &holder).await {
-                Ok(Some(revision)) => return Some(self.hold(name, holder, revision)),
+            match try_acquire(self, &mut leases, name, &holder).await {
+                Ok(Some(revision)) => return Some(hold(leases?, name, holder, revision)),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(lease = name, error = format!("{e:#}"), "cannot take the lease; trying again"),
             }
@@ -93,49 +94,51 @@ impl Bus {
             }
         }
     }
+}
 
-    async fn leases(&self) -> anyhow::Result<kv::Store> {
-        Ok(self.jetstream().get_key_value(lease_bucket(self.prefix())).await?)
+/// The revision written when the lease was free, `None` when another holds it.
+async fn try_acquire(
+    bus: &Bus,
+    leases: &mut Option<kv::Store>,
+    name: &str,
+    holder: &bytes::Bytes,
+) -> anyhow::Result<Option<u64>> {
+    let store = match leases {
+        Some(store) => store,
+        None => leases.insert(bus.jetstream().get_key_value(lease_bucket(bus.prefix())).await?),
+    };
+    match store.create(name, holder.clone()).await {
+        Ok(revision) => Ok(Some(revision)),
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(e.into()),
     }
+}
 
-    /// The revision written when the lease was free, `None` when another holds it.
-    async fn try_acquire(&self, name: &str, holder: &bytes::Bytes) -> anyhow::Result<Option<u64>> {
-        match self.leases().await?.create(name, holder.clone()).await {
-            Ok(revision) => Ok(Some(revision)),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    fn hold(&self, name: &str, holder: bytes::Bytes, mut revision: u64) -> Lease {
-        let (held, watch) = watch::channel(true);
-        let release = CancellationToken::new();
-        let (bus, name, stop) = (self.clone(), name.to_owned(), release.clone());
-        tracing::debug!(lease = %name, "lease taken");
-        tokio::spawn(async move {
-            let Ok(store) = bus.leases().await else {
-                let _ = held.send(false);
-                return;
-            };
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => {
-                        // Hand over at once rather than after the TTL.
-                        let _ = store.delete_expect_revision(&name, Some(revision)).await;
-                        return;
-                    }
-                    _ = tokio::time::sleep(REFRESH) => {}
+/// Keeps the lease written every `REFRESH` until it is released or lost.
+fn hold(store: kv::Store, name: &str, holder: bytes::Bytes, mut revision: u64) -> Lease {
+    let (held, watch) = watch::channel(true);
+    let release = CancellationToken::new();
+    let (name, stop) = (name.to_owned(), release.clone());
+    tracing::debug!(lease = %name, "lease taken");
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    // Hand over at once rather than after the TTL.
+                    let _ = store.delete_expect_revision(&name, Some(revision)).await;
+                    return;
                 }
-                match store.update(&name, holder.clone(), revision).await {
-                    Ok(next) => revision = next,
-                    Err(e) => {
-                        tracing::warn!(lease = %name, error = %e, "lease lost");
-                        let _ = held.send(false);
-                        return;
-                    }
+                _ = tokio::time::sleep(REFRESH) => {}
+            }
+            match store.update(&name, holder.clone(), revision).await {
+                Ok(next) => revision = next,
+                Err(e) => {
+                    tracing::warn!(lease = %name, error = %e, "lease lost");
+                    let _ = held.send(false);
+                    return;
                 }
             }
-        });
-        Lease { held: watch, release }
-    }
+        }
+    });
+    Lease { held: watch, release }
 }
