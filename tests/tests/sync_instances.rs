@@ -120,12 +120,22 @@ async fn room_events_survive_the_death_of_each_instance() {
     assert!(sent.len() == 100, "every send was answered");
 
     let reader = alice.at(&deployment.instance_url(&extra));
-    let path = format!("/rooms/{}/messages?dir=b&limit=200&filter={}", enc(&room), filter(json!({"types": ["m.room.message"]})));
+    let path = format!(
+        "/rooms/{}/messages?dir=b&limit=200&filter={}",
+        enc(&room),
+        filter(json!({"types": ["m.room.message"]}))
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut shown = Vec::new();
     while Instant::now() < deadline {
         let page = reader.get(&path).await.expect(200);
-        shown = page["chunk"].as_array().unwrap().iter().rev().map(|e| e["event_id"].as_str().unwrap().to_owned()).collect();
+        shown = page["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .map(|e| e["event_id"].as_str().unwrap().to_owned())
+            .collect();
         if shown.len() >= sent.len() {
             break;
         }

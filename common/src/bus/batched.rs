@@ -61,8 +61,10 @@ where
             Ok(info) => info.ack_floor.stream_sequence + 1,
             Err(e) => {
                 tracing::warn!(consumer = %batcher.label, error = %e, "no consumer info; trying again");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
             }
         };
         while lease.held() {
@@ -171,7 +173,6 @@ impl<H> Batcher<H> {
         (batch, false)
     }
 
-
     /// Handles and settles a batch; false when it stopped (shutdown or lease
     /// lost) and gave back what it had not settled.
     async fn settle<M, F>(&self, batch: Vec<Message>, shutdown: &CancellationToken, lease: &Lease) -> bool
@@ -217,7 +218,7 @@ impl<H> Batcher<H> {
                 }
             }
         }
-        for (at, _) in held.iter().enumerate() {
+        for at in 0..held.len() {
             if self.settle_one::<M, F>(&held[at..], shutdown, lease).await.is_err() {
                 for rest in &held[at..] {
                     // Back at once to whoever holds the lease next.

@@ -134,7 +134,10 @@ where
 }
 
 /// The durable consumer `spec` describes, and the label its logs carry.
-pub(super) async fn declare<M: StreamMessage>(bus: &Bus, spec: &ConsumerSpec) -> anyhow::Result<(PullConsumer, String)> {
+pub(super) async fn declare<M: StreamMessage>(
+    bus: &Bus,
+    spec: &ConsumerSpec,
+) -> anyhow::Result<(PullConsumer, String)> {
     let stream_name = bus.stream_name(M::STREAM);
     let stream =
         bus.jetstream().get_stream(&stream_name).await.with_context(|| format!("stream {stream_name} is missing"))?;

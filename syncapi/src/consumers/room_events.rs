@@ -7,7 +7,8 @@ use std::{collections::HashMap, sync::Arc};
 
 use common::{
     api::roomserver::{
-        InputKind, NewInviteEvent, NewRoomEvent, OutputRoomEvent, QueryEvents, QueryEventsRequest, RedactedEvent, StoredEvent,
+        InputKind, NewInviteEvent, NewRoomEvent, OutputRoomEvent, QueryEvents, QueryEventsRequest, RedactedEvent,
+        StoredEvent,
     },
     bus::HandlerError,
     pdu::Pdu,
@@ -114,8 +115,7 @@ impl Fetched {
 }
 
 async fn query_events(app: &App, event_ids: Vec<OwnedEventId>) -> Result<Vec<StoredEvent>, HandlerError> {
-    let found =
-        app.rt.bus.call::<QueryEvents>(&QueryEventsRequest { event_ids }).await.map_err(anyhow::Error::from)?;
+    let found = app.rt.bus.call::<QueryEvents>(&QueryEventsRequest { event_ids }).await.map_err(anyhow::Error::from)?;
     Ok(found.events)
 }
 
@@ -131,9 +131,7 @@ impl Woken {
     async fn wake(mut self, app: &App) -> Result<(), HandlerError> {
         self.rooms.sort();
         self.rooms.dedup();
-        for room_id in &self.rooms {
-            self.users.extend(app.store.members(room_id, "join").await?);
-        }
+        self.users.extend(app.store.joined_to_any(&self.rooms).await?);
         app.wake_local(self.users).await;
         Ok(())
     }
@@ -154,11 +152,9 @@ async fn new_room_event(
     let room_id = msg.room_id.as_str();
     let visibility = history_visibility(app, tx, room_id).await?;
     let historical = msg.kind == InputKind::Historical;
-    if !historical {
-        if let Some(id) = msg.adds_state_event_ids.iter().find(|id| !fetched.state.contains_key(*id)) {
-            // The roomserver stores before it announces: try again shortly.
-            return Err(HandlerError::Retry(anyhow::anyhow!("state event {id} is not available yet")));
-        }
+    if !historical && let Some(id) = msg.adds_state_event_ids.iter().find(|id| !fetched.state.contains_key(*id)) {
+        // The roomserver stores before it announces: try again shortly.
+        return Err(HandlerError::Retry(anyhow::anyhow!("state event {id} is not available yet")));
     }
     let pos = store.next_position(tx, Kind::Events).await?;
     let txn = msg.transaction.as_ref().map(|t| (t.device_id.as_str(), t.txn_id.as_str()));
@@ -200,7 +196,9 @@ async fn new_room_event(
         store.insert_state_event(tx, id.as_str(), room_id, &event_type, &state_key, added.json().get()).await?;
         let membership =
             (*added.kind() == TimelineEventType::RoomMember).then(|| added.content_str("membership")).flatten();
-        store.set_current_state(tx, room_id, (&event_type, &state_key), id.as_str(), membership.as_deref(), pos).await?;
+        store
+            .set_current_state(tx, room_id, (&event_type, &state_key), id.as_str(), membership.as_deref(), pos)
+            .await?;
         if let Some(membership) = &membership {
             store.record_membership(tx, pos, room_id, &state_key, membership, id.as_str()).await?;
             woken.users.push(state_key.clone());

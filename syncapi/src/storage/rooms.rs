@@ -334,6 +334,24 @@ impl Store {
         .await?)
     }
 
+    /// The users joined to any of `rooms`, each once.
+    pub async fn joined_to_any(&self, rooms: &[String]) -> anyhow::Result<Vec<String>> {
+        let mut users = Vec::new();
+        for chunk in rooms.chunks(PER_QUERY) {
+            let sql = format!(
+                "SELECT DISTINCT state_key FROM syncapi_current_state WHERE event_type = 'm.room.member'
+                 AND membership = 'join' AND room_id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+            for room_id in chunk {
+                query = query.bind(room_id.as_str());
+            }
+            users.extend(query.fetch_all(self.pool()).await?);
+        }
+        Ok(users)
+    }
+
     /// Users of the room by current membership, in the order their member events arrived.
     pub async fn members(&self, room_id: &str, membership: &str) -> anyhow::Result<Vec<String>> {
         Ok(sqlx::query_scalar(
