@@ -44,9 +44,20 @@ pub struct Global {
     #[serde(default)]
     pub allow_private_outbound: bool,
     /// PEM files of CA certificates that outbound HTTPS trusts besides the
-    /// system's (push gateways now, federation later).
+    /// system's (federation and push gateways; `--federation-ca`).
     #[serde(default)]
     pub outbound_trusted_ca_files: Vec<PathBuf>,
+    /// The PEM certificate chain and private key the federation listener
+    /// serves HTTPS with. Unset: it serves plain HTTP, for a TLS-terminating
+    /// proxy in front.
+    #[serde(default)]
+    pub tls_certificate_path: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_private_key_path: Option<PathBuf>,
+    /// Notaries asked for another server's keys when that server cannot
+    /// give them itself (`/_matrix/key/v2/query`). Empty: none.
+    #[serde(default)]
+    pub trusted_key_servers: Vec<OwnedServerName>,
     #[serde(default)]
     pub rate_limits: RateLimits,
     #[serde(default = "default_max_request_bytes")]

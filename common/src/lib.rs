@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod federation;
 pub mod http;
 pub mod keys;
 pub mod members;

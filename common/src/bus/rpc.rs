@@ -47,6 +47,9 @@ pub enum RemoteErrorKind {
     InvalidUsername,
     WeakPassword,
     MissingParam,
+    /// Another server could not be asked: not found, unreachable, refused as
+    /// private, or it did not answer in time.
+    Unreachable,
 }
 
 impl RemoteError {
@@ -98,9 +101,15 @@ impl Bus {
     /// died, or all are restarting) a retryable request is sent again until the
     /// configured RPC timeout has passed.
     pub async fn call<R: Rpc>(&self, request: &R::Request) -> Result<R::Response, RpcError> {
+        self.call_within::<R>(request, self.rpc_timeout()).await
+    }
+
+    /// [`Bus::call`] with a budget of its own, for a question whose answer
+    /// takes longer than the configured RPC timeout (one that waits on
+    /// another server).
+    pub async fn call_within<R: Rpc>(&self, request: &R::Request, total: Duration) -> Result<R::Response, RpcError> {
         let payload: bytes::Bytes = serde_json::to_vec(request).map_err(|e| RpcError::Decode(e.to_string()))?.into();
         let subject = subject::<R>(self);
-        let total = self.rpc_timeout();
         let deadline = tokio::time::Instant::now() + total;
         // A request that reached an instance as it died is lost; try again
         // after a fraction of the budget rather than spending all of it.

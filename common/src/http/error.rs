@@ -146,6 +146,7 @@ impl From<RpcError> for MatrixError {
                     Self::new(StatusCode::BAD_REQUEST, ErrorKind::WeakPassword, remote.message)
                 }
                 RemoteErrorKind::MissingParam => Self::missing_param(remote.message),
+                RemoteErrorKind::Unreachable => Self::new(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, remote.message),
             },
             RpcError::Timeout(_) | RpcError::Unavailable(_) => {
                 tracing::warn!(error = %e, "a component did not answer");

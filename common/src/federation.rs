@@ -1,0 +1,150 @@
+//! Typed requests to other servers. Every component but federationsender
+//! makes them through it (`SendFederationRequest`), so discovery, signing,
+//! TLS and the private-address rules live in one place: the caller builds a
+//! ruma request, federationsender signs and sends it, and the answer is
+//! parsed here with the endpoint's own response type.
+
+use std::time::Duration;
+
+use ruma::{
+    ServerName,
+    api::{IncomingResponse, OutgoingRequest, federation::authentication::ServerSignatures, path_builder::SinglePath},
+};
+use serde_json::value::RawValue;
+
+use crate::{
+    api::federationsender::{FederationRequest, FederationResponse, SendFederationRequest},
+    bus::{Bus, RemoteErrorKind, RpcError},
+    http::MatrixError,
+};
+
+/// How long a federation request may take, unless the caller says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a request to another server got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    /// The server could not be found or reached, or did not answer in time.
+    #[error("{0}")]
+    Unreachable(String),
+    /// It answered with an error status.
+    #[error("the server answered {status}: {errcode} {message}")]
+    Refused { status: u16, errcode: String, message: String },
+    /// It answered 2xx with a body the endpoint's type cannot read.
+    #[error("unreadable answer: {0}")]
+    BadResponse(String),
+    /// federationsender could not be asked.
+    #[error(transparent)]
+    Rpc(RpcError),
+}
+
+impl FederationError {
+    /// The HTTP status of a refusal.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            FederationError::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether the server said it does not have what was asked.
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+}
+
+impl From<FederationError> for MatrixError {
+    /// What a client is told when a server it needed failed: its refusal
+    /// passed on where it says something the client can act on (404, 403),
+    /// else 502.
+    fn from(e: FederationError) -> Self {
+        use http::StatusCode;
+        use ruma::api::error::ErrorKind;
+        match e {
+            FederationError::Refused { status: 404, message, .. } => MatrixError::not_found(message),
+            FederationError::Refused { status: 403, message, .. } => MatrixError::forbidden(message),
+            FederationError::Rpc(e) => e.into(),
+            other => MatrixError::new(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, other.to_string()),
+        }
+    }
+}
+
+/// Sends `request` to `destination` and reads the answer as `R`'s response.
+pub async fn request<R>(bus: &Bus, destination: &ServerName, request: R) -> Result<R::IncomingResponse, FederationError>
+where
+    R: OutgoingRequest<Authentication = ServerSignatures, PathBuilder = SinglePath>,
+{
+    request_within(bus, destination, request, DEFAULT_TIMEOUT).await
+}
+
+/// [`request`] with its own time limit.
+pub async fn request_within<R>(
+    bus: &Bus,
+    destination: &ServerName,
+    request: R,
+    timeout: Duration,
+) -> Result<R::IncomingResponse, FederationError>
+where
+    R: OutgoingRequest<Authentication = ServerSignatures, PathBuilder = SinglePath>,
+{
+    let mut outgoing = encode(destination, request)?;
+    outgoing.timeout_ms = Some(timeout.as_millis() as u64);
+    // federationsender's own time limit ends the request first; the RPC's
+    // budget leaves it room to say so.
+    let budget = timeout + Duration::from_secs(5);
+    let response: FederationResponse = match bus.call_within::<SendFederationRequest>(&outgoing, budget).await {
+        Ok(response) => response,
+        Err(RpcError::Remote(e)) if e.kind == RemoteErrorKind::Unreachable => {
+            return Err(FederationError::Unreachable(e.message));
+        }
+        Err(e) => return Err(FederationError::Rpc(e)),
+    };
+    decode::<R::IncomingResponse>(response)
+}
+
+/// The request as federationsender signs and sends it.
+pub fn encode<R>(destination: &ServerName, request: R) -> Result<FederationRequest, FederationError>
+where
+    R: OutgoingRequest<Authentication = ServerSignatures, PathBuilder = SinglePath>,
+{
+    // The base URL only shapes the URI; federationsender picks the address.
+    let http = request
+        .try_into_http_request_inner("https://destination.invalid", ())
+        .map_err(|e| FederationError::BadResponse(format!("cannot encode the request: {e}")))?;
+    let (parts, body) = http.into_parts();
+    let bytes: Vec<u8> = ruma::api::OutgoingBody::try_into_buf(body)
+        .map_err(|e| FederationError::BadResponse(format!("cannot encode the request: {}", e.into())))?;
+    let body = if bytes.is_empty() {
+        None
+    } else {
+        let text = String::from_utf8(bytes).map_err(|e| FederationError::BadResponse(e.to_string()))?;
+        Some(RawValue::from_string(text).map_err(|e| FederationError::BadResponse(e.to_string()))?)
+    };
+    let uri = parts.uri.path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_else(|| "/".to_owned());
+    Ok(FederationRequest {
+        destination: destination.to_owned(),
+        method: parts.method.as_str().to_owned(),
+        uri,
+        body,
+        timeout_ms: None,
+    })
+}
+
+/// Reads an answer with the endpoint's response type.
+pub fn decode<T: IncomingResponse>(response: FederationResponse) -> Result<T, FederationError> {
+    if response.status >= 400 {
+        let error: serde_json::Value = serde_json::from_str(&response.body).unwrap_or_default();
+        let text = |field: &str| error.get(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        return Err(FederationError::Refused {
+            status: response.status,
+            errcode: text("errcode"),
+            message: text("error"),
+        });
+    }
+    let http = http::Response::builder()
+        .status(response.status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(response.body.as_bytes())
+        .map_err(|e| FederationError::BadResponse(e.to_string()))?;
+    T::try_from_http_response_inner(http).map_err(|e| FederationError::BadResponse(e.to_string()))
+}
