@@ -98,6 +98,11 @@ impl TokenCache {
         Ok(cache)
     }
 
+    /// The bus the cache asks userapi on.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
     fn forget(&self, hashes: &[String]) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         let mut entries = self.lock();

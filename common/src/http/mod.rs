@@ -4,6 +4,7 @@
 mod error;
 mod ratelimit;
 mod ruma;
+mod xmatrix;
 
 use std::{
     future::Future,
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::MatrixError;
 pub use ratelimit::{RateLimiter, client_address};
+pub use xmatrix::ServerAuth;
 pub use ruma::{GuestAllowed, RouteOptions, Ruma, RumaResponse, RumaRouter, TokenUse, read_body};
 
 use crate::{auth::TokenCache, config::Config};
@@ -35,6 +37,8 @@ pub struct HttpContext {
     pub limiter: Option<RateLimiter<IpAddr>>,
     /// Resolves access tokens.
     pub tokens: Arc<TokenCache>,
+    /// Checks the signatures of server-server requests.
+    pub servers: Arc<ServerAuth>,
 }
 
 impl HttpContext {
@@ -43,6 +47,7 @@ impl HttpContext {
         Arc::new(Self {
             max_body: config.global.max_request_bytes,
             limiter: RateLimiter::new(limits.enabled, limits.per_second, limits.burst),
+            servers: Arc::new(ServerAuth::new(config.global.server_name.clone(), tokens.bus().clone(), limits.enabled)),
             tokens,
         })
     }

@@ -33,6 +33,8 @@ pub struct Ruma<T> {
     /// The owner of the access token, for endpoints that take one.
     pub user: Option<TokenOwner>,
     pub client_ip: Option<IpAddr>,
+    /// The server that signed the request, for server-server endpoints.
+    pub origin: Option<ruma::OwnedServerName>,
     /// The body as sent, for what must be kept exactly as the client wrote it.
     pub raw_body: bytes::Bytes,
 }
@@ -42,6 +44,12 @@ impl<T> Ruma<T> {
     /// that still need one here.
     pub fn require_user(&self) -> Result<&TokenOwner, MatrixError> {
         self.user.as_ref().ok_or_else(MatrixError::missing_token)
+    }
+
+    /// The server that signed a server-server request (always there: the
+    /// extractor refuses an unsigned one).
+    pub fn origin(&self) -> Result<&ruma::ServerName, MatrixError> {
+        self.origin.as_deref().ok_or_else(|| MatrixError::internal("a federation route without X-Matrix"))
     }
 }
 
@@ -75,6 +83,8 @@ impl RouteOptions {
 pub trait TokenUse {
     const REQUIRED: bool;
     const CHECKED: bool;
+    /// The request must carry a server's X-Matrix signature.
+    const SERVER: bool = false;
 }
 
 macro_rules! token_use {
@@ -86,6 +96,12 @@ macro_rules! token_use {
     };
 }
 
+impl TokenUse for ruma::api::federation::authentication::ServerSignatures {
+    const CHECKED: bool = false;
+    const REQUIRED: bool = false;
+    const SERVER: bool = true;
+}
+
 token_use! {
     ruma::api::auth_scheme::NoAuthentication => false, false;
     ruma::api::auth_scheme::NoAccessToken => false, false;
@@ -94,7 +110,6 @@ token_use! {
     // Application services come later; until then their tokens are access tokens.
     ruma::api::auth_scheme::AppserviceToken => true, true;
     ruma::api::auth_scheme::AppserviceTokenOptional => false, false;
-    ruma::api::federation::authentication::ServerSignatures => false, false;
 }
 
 impl<T, S> FromRequest<S> for Ruma<T>
@@ -140,6 +155,15 @@ where
             .map(|params| params.iter().map(|(_, value)| value.to_owned()).collect())
             .map_err(|e| MatrixError::invalid_param(format!("Invalid path parameter: {e}")))?;
         let bytes = read_body(body, ctx.max_body).await?;
+        let origin = if <T::Authentication as TokenUse>::SERVER {
+            let mut signed = http::Request::new(&bytes[..]);
+            *signed.method_mut() = parts.method.clone();
+            *signed.uri_mut() = parts.uri.clone();
+            *signed.headers_mut() = parts.headers.clone();
+            Some(ctx.servers.verify(&signed).await?)
+        } else {
+            None
+        };
         let empty_allowed = parts.extensions.get::<EmptyBodyAllowed>().is_some();
         check_body(&parts.method, &bytes, empty_allowed)?;
         // Not every ruma body takes an empty body for `{}` by itself.
@@ -157,7 +181,7 @@ where
             (parsed, _) => parsed,
         };
         match parsed {
-            Ok(body) => Ok(Ruma { body, user, client_ip, raw_body: bytes }),
+            Ok(body) => Ok(Ruma { body, user, client_ip, origin, raw_body: bytes }),
             Err(FromHttpRequestError::MethodMismatch { .. }) => Err(MatrixError::method_not_allowed()),
             Err(FromHttpRequestError::Deserialization(DeserializationError::Json(e))) => {
                 Err(MatrixError::bad_json(format!("Malformed request body: {e}")))

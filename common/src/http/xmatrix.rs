@@ -1,0 +1,109 @@
+//! Who is calling on the server-server API: the `X-Matrix` signature every
+//! federation request carries, checked against the origin's keys (asked of
+//! federationsender, which fetches and caches them), and a rate limit per
+//! origin so one server cannot take every worker.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use ruma::{
+    OwnedServerName, ServerName,
+    api::federation::authentication::XMatrix,
+    signatures::{PublicKeyMap, PublicKeySet},
+};
+
+use super::{MatrixError, RateLimiter};
+use crate::{
+    api::federationsender::{QueryServerKeys, QueryServerKeysRequest},
+    bus::{Bus, RpcError},
+    storage::now_ms,
+};
+
+/// Requests per second each origin may make, and how many at once: a
+/// server catching up sends transactions back to back, and its joins and
+/// backfills come in bursts.
+const ORIGIN_PER_SECOND: f64 = 50.0;
+const ORIGIN_BURST: u32 = 200;
+
+/// How long a key the origin's requests were checked with is reused without
+/// asking federationsender again. Keys are long-lived and federationsender
+/// caches them for their validity; this only saves the round trip.
+const KEY_REUSE: Duration = Duration::from_secs(300);
+const MAX_KEYS: usize = 10_000;
+
+pub struct ServerAuth {
+    server_name: OwnedServerName,
+    bus: Bus,
+    keys: Mutex<HashMap<(OwnedServerName, String), (ruma::serde::Base64, Instant)>>,
+    limiter: Option<RateLimiter<OwnedServerName>>,
+}
+
+fn unauthorized(message: impl Into<String>) -> MatrixError {
+    MatrixError::new(http::StatusCode::UNAUTHORIZED, ruma::api::error::ErrorKind::Unauthorized, message)
+}
+
+impl ServerAuth {
+    pub fn new(server_name: OwnedServerName, bus: Bus, rate_limited: bool) -> Self {
+        Self {
+            server_name,
+            bus,
+            keys: Mutex::new(HashMap::new()),
+            limiter: RateLimiter::new(rate_limited, ORIGIN_PER_SECOND, ORIGIN_BURST),
+        }
+    }
+
+    /// The origin of a signed request; 401 M_UNAUTHORIZED unless the
+    /// signature holds for this server as destination.
+    pub async fn verify(&self, request: &http::Request<&[u8]>) -> Result<OwnedServerName, MatrixError> {
+        let x_matrix = XMatrix::extract_from_http_headers(request.headers())
+            .map_err(|e| unauthorized(format!("Missing or malformed X-Matrix authorization: {e}")))?;
+        if x_matrix.destination.as_deref().is_some_and(|destination| destination != self.server_name) {
+            return Err(unauthorized("The request is for another destination"));
+        }
+        if x_matrix.origin == self.server_name {
+            return Err(unauthorized("The request claims to come from this server"));
+        }
+        if let Some(limiter) = &self.limiter {
+            limiter.take(x_matrix.origin.clone()).map_err(MatrixError::limit_exceeded)?;
+        }
+        let key = self.key(&x_matrix.origin, x_matrix.key.as_str()).await?;
+        let keys = PublicKeyMap::from([(x_matrix.origin.to_string(), PublicKeySet::from([(x_matrix.key.to_string(), key)]))]);
+        x_matrix
+            .verify_http_request(request, &self.server_name, &keys)
+            .map_err(|e| unauthorized(format!("Invalid X-Matrix signature: {e}")))?;
+        Ok(x_matrix.origin)
+    }
+
+    async fn key(&self, origin: &ServerName, key_id: &str) -> Result<ruma::serde::Base64, MatrixError> {
+        let cache_key = (origin.to_owned(), key_id.to_owned());
+        if let Some((key, fetched)) = self.lock().get(&cache_key)
+            && fetched.elapsed() < KEY_REUSE
+        {
+            return Ok(key.clone());
+        }
+        let request = QueryServerKeysRequest {
+            server_name: origin.to_owned(),
+            key_ids: vec![key_id.to_owned()],
+            valid_at_ts: now_ms() as u64,
+        };
+        let key = match self.bus.call::<QueryServerKeys>(&request).await {
+            Ok(mut response) => response.keys.remove(key_id),
+            Err(RpcError::Remote(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let key = key.ok_or_else(|| unauthorized(format!("The key {key_id} of {origin} cannot be obtained")))?;
+        let mut keys = self.lock();
+        if keys.len() >= MAX_KEYS {
+            keys.clear();
+        }
+        keys.insert(cache_key, (key.clone(), Instant::now()));
+        Ok(key)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(OwnedServerName, String), (ruma::serde::Base64, Instant)>> {
+        self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
