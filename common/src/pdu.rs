@@ -342,6 +342,20 @@ impl EventBuilder {
         server_name: &str,
         key: &SigningKey,
     ) -> anyhow::Result<BuiltEvent> {
+        let template = self.template(version, room_id, prev_events, auth_events, depth)?;
+        finish(template, version, server_name, key)
+    }
+
+    /// The event as another server builds on it (`make_join`, `make_leave`,
+    /// `make_knock`): placed in the room, neither hashed nor signed.
+    pub fn template(
+        &self,
+        version: &RoomVersionId,
+        room_id: Option<&RoomId>,
+        prev_events: &[OwnedEventId],
+        auth_events: &[OwnedEventId],
+        depth: u64,
+    ) -> anyhow::Result<CanonicalJsonObject> {
         let rules = rules(version)?;
         let is_v12_create =
             self.event_type == TimelineEventType::RoomCreate && rules.room_id_format == RoomIdFormatVersion::V2;
@@ -380,24 +394,43 @@ impl EventBuilder {
             // versions ignore it there, so it is written both ways.
             map.insert("redacts".into(), redacts.as_str().into());
         }
-        if rules.event_id_format == EventIdFormatVersion::V1 {
-            let id = format!("${}:{server_name}", crate::auth::random_id(18));
-            map.insert("event_id".into(), id.into());
-        }
-        let mut object: CanonicalJsonObject = serde_json::from_value(event).context("not canonical JSON")?;
-        ruma::signatures::hash_and_sign_event(server_name, key.pair(), &mut object, &rules.redaction)?;
-        let event_id = event_id_of(&object, version)?;
-        let room_id = if is_v12_create {
-            room_id_of_create(&event_id)?
-        } else {
-            room_id.context("the event needs a room id")?.to_owned()
-        };
-        let size = serde_json::to_vec(&object)?.len();
-        if size > MAX_PDU_BYTES {
-            return Err(TooLarge { size }.into());
-        }
-        Ok(BuiltEvent { event_id, room_id, object })
+        serde_json::from_value(event).context("not canonical JSON")
     }
+}
+
+/// Hashes and signs an event placed in its room ([`EventBuilder::template`],
+/// or a template another server gave), naming it in room versions 1 and 2.
+pub fn finish(
+    mut object: CanonicalJsonObject,
+    version: &RoomVersionId,
+    server_name: &str,
+    key: &SigningKey,
+) -> anyhow::Result<BuiltEvent> {
+    let rules = rules(version)?;
+    for field in ["event_id", "hashes", "signatures", "unsigned"] {
+        object.remove(field);
+    }
+    if rules.event_id_format == EventIdFormatVersion::V1 {
+        let id = format!("${}:{server_name}", crate::auth::random_id(18));
+        object.insert("event_id".into(), CanonicalJsonValue::String(id));
+    }
+    ruma::signatures::hash_and_sign_event(server_name, key.pair(), &mut object, &rules.redaction)?;
+    let event_id = event_id_of(&object, version)?;
+    let is_v12_create = matches!(object.get("type"), Some(CanonicalJsonValue::String(t)) if t == "m.room.create")
+        && rules.room_id_format == RoomIdFormatVersion::V2;
+    let room_id = if is_v12_create {
+        room_id_of_create(&event_id)?
+    } else {
+        match object.get("room_id") {
+            Some(CanonicalJsonValue::String(id)) => OwnedRoomId::try_from(id.as_str())?,
+            _ => anyhow::bail!("the event needs a room id"),
+        }
+    };
+    let size = serde_json::to_vec(&object)?.len();
+    if size > MAX_PDU_BYTES {
+        return Err(TooLarge { size }.into());
+    }
+    Ok(BuiltEvent { event_id, room_id, object })
 }
 
 /// The id of a room version 12 room's create event, which its room id names.

@@ -45,6 +45,7 @@ pub fn start(rt: &Runtime, store: &Store) {
     serve_with::<QueryAuthChain, _, _>(rt, store, query_auth_chain);
     serve_with::<QueryMembership, _, _>(rt, store, query_membership);
     serve_with::<QueryMembers, _, _>(rt, store, query_members);
+    serve_with::<QueryJoinedServers, _, _>(rt, store, query_joined_servers);
     serve_with::<QueryRoomsForUser, _, _>(rt, store, query_rooms_for_user);
     serve_with::<QueryRoomVersion, _, _>(rt, store, query_room_version);
     serve_with::<QueryBackfill, _, _>(rt, store, query_backfill);
@@ -187,6 +188,22 @@ async fn query_members(store: Store, request: QueryMembersRequest) -> Result<Que
     let mut rows = store.events.load_many(&ids).await?;
     let state = ids.iter().filter_map(|id| rows.remove(id)).map(|row| row.stored()).collect();
     Ok(QueryStateResponse { room_version: room.room_version, state })
+}
+
+async fn query_joined_servers(
+    store: Store,
+    request: QueryJoinedServersRequest,
+) -> Result<QueryJoinedServersResponse, RemoteError> {
+    store.rooms.get(&request.room_id).await?.ok_or_else(|| not_found("unknown room"))?;
+    let joined = store.memberships.joined_users(&request.room_id).await?;
+    let mut servers: Vec<ruma::OwnedServerName> = joined
+        .iter()
+        .filter_map(|user| ruma::UserId::parse(user.as_str()).ok())
+        .map(|user| user.server_name().to_owned())
+        .collect();
+    servers.sort();
+    servers.dedup();
+    Ok(QueryJoinedServersResponse { servers })
 }
 
 async fn query_rooms_for_user(

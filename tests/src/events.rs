@@ -59,6 +59,7 @@ pub fn input(
         origin: server_name.try_into().expect("a server name"),
         state_before: None,
         transaction: None,
+        invite_room_state: None,
         reply_to: None,
         resend: 0,
     }
@@ -187,6 +188,7 @@ impl Dag {
             origin: origin.try_into().expect("a server name"),
             state_before,
             transaction: None,
+            invite_room_state: None,
             reply_to: Some(inbox),
             resend: 0,
         };

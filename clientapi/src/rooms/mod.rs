@@ -264,6 +264,7 @@ pub(crate) async fn publish_inputs_and_wait(
             origin: app.rt.config.global.server_name.clone(),
             state_before: None,
             transaction: event.transaction,
+            invite_room_state: None,
             reply_to: Some(inbox.clone()),
             resend: event.resend,
         };

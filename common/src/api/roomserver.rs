@@ -60,6 +60,11 @@ pub struct InputRoomEvent {
     pub state_before: Option<Vec<OwnedEventId>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transaction: Option<ClientTransaction>,
+    /// For an outlier that invites a local user to a room not known here
+    /// (federation `/invite`): the stripped state the inviting server sent,
+    /// for the invitee to see the room by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite_room_state: Option<Vec<Box<RawValue>>>,
     /// A core NATS subject on which the publisher waits for [`InputVerdict`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
@@ -353,6 +358,24 @@ pub struct QueryMembersRequest {
     /// Only members on this server.
     #[serde(default)]
     pub local_only: bool,
+}
+
+rpc_method!(
+    /// The servers with a member joined to the room in its current state (the
+    /// servers a room's events go to, and may be read by). NotFound when the
+    /// room is unknown here.
+    QueryJoinedServers: "roomserver"."query_joined_servers", retry = true,
+    QueryJoinedServersRequest => QueryJoinedServersResponse
+);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueryJoinedServersRequest {
+    pub room_id: OwnedRoomId,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueryJoinedServersResponse {
+    pub servers: Vec<OwnedServerName>,
 }
 
 rpc_method!(

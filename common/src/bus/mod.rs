@@ -9,6 +9,7 @@ mod fence;
 mod lease;
 mod rpc;
 mod streams;
+mod verdicts;
 
 use std::{
     sync::{
@@ -27,6 +28,7 @@ pub use consumer::{ConsumerSpec, Delivery, HandlerError, consume};
 pub use lease::lease_bucket;
 pub use rpc::{RemoteError, RemoteErrorKind, Rpc, RpcError, serve};
 pub use streams::Stream;
+pub use verdicts::SubmitError;
 
 /// A fact published on a stream.
 pub trait StreamMessage: Serialize + DeserializeOwned + Send + Sync + 'static {

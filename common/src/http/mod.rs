@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::MatrixError;
 pub use ratelimit::{RateLimiter, client_address};
-pub use xmatrix::ServerAuth;
 pub use ruma::{GuestAllowed, RouteOptions, Ruma, RumaResponse, RumaRouter, TokenUse, read_body};
+pub use xmatrix::ServerAuth;
 
 use crate::{auth::TokenCache, config::Config};
 

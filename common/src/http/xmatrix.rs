@@ -70,7 +70,8 @@ impl ServerAuth {
             limiter.take(x_matrix.origin.clone()).map_err(MatrixError::limit_exceeded)?;
         }
         let key = self.key(&x_matrix.origin, x_matrix.key.as_str()).await?;
-        let keys = PublicKeyMap::from([(x_matrix.origin.to_string(), PublicKeySet::from([(x_matrix.key.to_string(), key)]))]);
+        let keys =
+            PublicKeyMap::from([(x_matrix.origin.to_string(), PublicKeySet::from([(x_matrix.key.to_string(), key)]))]);
         x_matrix
             .verify_http_request(request, &self.server_name, &keys)
             .map_err(|e| unauthorized(format!("Invalid X-Matrix signature: {e}")))?;

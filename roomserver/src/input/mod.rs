@@ -9,7 +9,7 @@ pub mod resolve;
 use std::{collections::HashMap, sync::Arc};
 
 use common::{
-    api::roomserver::{InputKind, InputRoomEvent, OutputRoomEvent},
+    api::roomserver::{InputKind, InputRoomEvent, NewInviteEvent, OutputRoomEvent, RetireInviteEvent},
     bus::{Bus, HandlerError},
     keys::SigningKey,
     pdu::{self, Pdu},
@@ -127,21 +127,79 @@ impl Processor {
         }
 
         if msg.kind == InputKind::Outlier {
-            let mut tx = self.db().begin_write().await.map_err(anyhow::Error::from)?;
-            self.store.rooms.create(&mut tx, &room_id, &msg.room_version).await?;
-            let new = NewEvent {
-                pdu: &pdu,
-                room_id: room_id.as_str(),
-                status: EventStatus::Outlier,
-                state_before: None,
-                state_after: None,
-                stream_ordering: None,
-            };
-            self.store.events.insert(&mut tx, new).await?;
-            tx.commit().await.map_err(anyhow::Error::from)?;
-            return Ok(Verdict::Accepted);
+            return self.store_outlier(msg, &pdu, &room_id).await;
         }
         self.process_in_room(msg, &rules, pdu, &room_id).await
+    }
+
+    /// An event stored apart from the room's graph. In a room this server is
+    /// not in, a local user's invite or their answer to it (a rejection sent
+    /// through the inviting server) also changes their membership here and
+    /// reaches their devices: no other event of that room ever will.
+    async fn store_outlier(&self, msg: &InputRoomEvent, pdu: &Pdu, room_id: &RoomId) -> Result<Verdict, HandlerError> {
+        let local_member = (*pdu.kind() == TimelineEventType::RoomMember)
+            .then(|| pdu.key().and_then(|key| ruma::UserId::parse(key).ok()))
+            .flatten()
+            .filter(|user| user.server_name() == self.server_name);
+        let membership_change = match &local_member {
+            Some(user) if self.store.rooms.get(room_id).await?.is_none_or(|room| room.current_state.is_none()) => {
+                Some((user.clone(), self.store.memberships.get(room_id, user).await?))
+            }
+            _ => None,
+        };
+        let mut outputs = Vec::new();
+        if let Some((user, previous)) = &membership_change {
+            match pdu.content_str("membership").as_deref() {
+                Some("invite") => outputs.push(OutputRoomEvent::NewInviteEvent(NewInviteEvent {
+                    event_id: pdu.owned_id(),
+                    room_id: room_id.to_owned(),
+                    room_version: msg.room_version.clone(),
+                    target_user_id: user.clone(),
+                    event: pdu.to_raw(),
+                    invite_room_state: msg.invite_room_state.clone().unwrap_or_default(),
+                })),
+                Some(membership) => {
+                    if let Some(previous) = previous.as_ref().filter(|p| p.membership == "invite") {
+                        outputs.push(OutputRoomEvent::RetireInviteEvent(RetireInviteEvent {
+                            invite_event_id: previous.event_id.as_str().try_into().map_err(reject)?,
+                            room_id: room_id.to_owned(),
+                            target_user_id: user.clone(),
+                            retired_by_event_id: pdu.owned_id(),
+                            membership: membership.to_owned(),
+                        }));
+                    }
+                }
+                None => {}
+            }
+        }
+        let mut tx = self.db().begin_write().await.map_err(anyhow::Error::from)?;
+        self.store.rooms.create(&mut tx, room_id, &msg.room_version).await?;
+        let new = NewEvent {
+            pdu,
+            room_id: room_id.as_str(),
+            status: EventStatus::Outlier,
+            state_before: None,
+            state_after: None,
+            stream_ordering: None,
+        };
+        self.store.events.insert(&mut tx, new).await?;
+        if let Some((user, _)) = &membership_change
+            && let Some(membership) = pdu.content_str("membership")
+        {
+            self.store.memberships.set(&mut tx, room_id, user, &membership, pdu.id().as_str(), true).await?;
+        }
+        let mut written = Vec::with_capacity(outputs.len());
+        if !outputs.is_empty() {
+            self.outbox.forget_published(&mut tx).await?;
+            for output in &outputs {
+                written.push(self.outbox.write(&mut tx, output).await?);
+            }
+        }
+        tx.commit().await.map_err(anyhow::Error::from)?;
+        if let Err(e) = self.outbox.publish(written).await {
+            tracing::warn!(error = format!("{e:#}"), "cannot publish the output now");
+        }
+        Ok(Verdict::Accepted)
     }
 
     /// The room an event is in: its `room_id`, or for a room version 12

@@ -88,6 +88,14 @@ impl Memberships {
         Ok(query.fetch_all(&self.pool).await?)
     }
 
+    /// The users joined to the room now.
+    pub async fn joined_users(&self, room_id: &RoomId) -> anyhow::Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT user_id FROM roomserver_memberships WHERE room_id = $1 AND membership = 'join'")
+            .bind(room_id.as_str())
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Rooms where the user's membership is one of `memberships`, forgotten ones left out.
     pub async fn rooms_of(&self, user_id: &UserId, memberships: &[String]) -> anyhow::Result<Vec<OwnedRoomId>> {
         if memberships.is_empty() {
