@@ -459,3 +459,50 @@ pub fn client_format(
     out.insert("room_id".into(), room_id.as_str().into());
     Ok(out)
 }
+
+/// A PDU as another server sent it: its id computed for the room version,
+/// at most [`MAX_PDU_BYTES`], with the fields the authorisation rules read.
+pub fn received(json: &RawValue, version: &RoomVersionId) -> anyhow::Result<Pdu> {
+    if json.get().len() > MAX_PDU_BYTES {
+        return Err(TooLarge { size: json.get().len() }.into());
+    }
+    let object: CanonicalJsonObject = serde_json::from_str(json.get()).context("the event is not canonical JSON")?;
+    let event_id = event_id_of(&object, version)?;
+    Pdu::parse(event_id, json.to_owned())
+}
+
+/// `events` reordered so that each comes after those of its auth events that
+/// are among them: the order in which a server can check and store them.
+/// Ties keep depth order, so prev events tend to come first too.
+pub fn auth_order(mut events: Vec<Pdu>) -> Vec<Pdu> {
+    use std::collections::{HashMap, HashSet};
+    events.sort_by_key(Pdu::depth);
+    let by_id: HashMap<OwnedEventId, usize> = events.iter().enumerate().map(|(i, e)| (e.owned_id(), i)).collect();
+    let (mut placed, mut visiting) = (HashSet::new(), HashSet::new());
+    let mut order = Vec::with_capacity(events.len());
+    for start in 0..events.len() {
+        // Depth-first, iteratively: an auth chain can be thousands deep.
+        let mut stack = vec![(start, false)];
+        while let Some((i, expanded)) = stack.pop() {
+            if expanded {
+                placed.insert(i);
+                order.push(i);
+                continue;
+            }
+            // A cycle (only a forged chain has one) is cut where it closes.
+            if placed.contains(&i) || !visiting.insert(i) {
+                continue;
+            }
+            stack.push((i, true));
+            for auth in events[i].auth_ids() {
+                if let Some(&j) = by_id.get(auth)
+                    && !placed.contains(&j)
+                {
+                    stack.push((j, false));
+                }
+            }
+        }
+    }
+    let mut slots: Vec<Option<Pdu>> = events.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}

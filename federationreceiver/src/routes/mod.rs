@@ -1,19 +1,75 @@
+//! Every server-server path federationreceiver serves, mounted in one place.
+
+mod backfill;
+mod event;
+mod event_auth;
+mod missing_events;
+mod invite;
 mod key_server;
+mod make_join;
+mod make_knock;
+mod make_leave;
+mod public_rooms;
+mod query_directory;
+mod query_profile;
+mod send;
+mod send_join;
+mod send_knock;
+mod send_leave;
+mod state;
 mod version;
 
 use axum::{Router, routing::get};
-use common::{Runtime, http::RumaRouter};
-use ruma::api::federation::discovery::{
-    get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version,
+use common::http::RumaRouter;
+use ruma::api::federation::{
+    authorization::get_event_authorization,
+    backfill::get_backfill,
+    directory::{get_public_rooms, get_public_rooms_filtered},
+    discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version},
+    event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
+    membership::{
+        create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event,
+        prepare_knock_event, prepare_leave_event,
+    },
+    query::{get_profile_information, get_room_information},
+    transactions::send_transaction_message,
 };
 
-pub fn router(rt: Runtime) -> Router {
-    Router::new()
+use crate::App;
+
+pub fn router(app: App) -> Router {
+    let keys = Router::new()
+        // Keys
         .ruma::<get_server_keys::v2::Request, _, _>(key_server::get_server_keys)
         // Deprecated, but still requested by older servers.
         .route("/_matrix/key/v2/server/{key_id}", get(key_server::get_server_keys))
         .ruma::<get_remote_server_keys_batch::v2::Request, _, _>(key_server::query_keys_batch)
         .ruma::<get_remote_server_keys::v2::Request, _, _>(key_server::query_keys)
+        .with_state(app.rt.clone());
+    Router::new()
         .ruma::<get_server_version::v1::Request, _, _>(version::get_server_version)
-        .with_state(rt)
+        // Transactions
+        .ruma::<send_transaction_message::v1::Request, _, _>(send::send_transaction)
+        // Membership
+        .ruma::<prepare_join_event::v1::Request, _, _>(make_join::make_join)
+        .ruma::<create_join_event::v2::Request, _, _>(send_join::send_join)
+        .ruma::<prepare_leave_event::v1::Request, _, _>(make_leave::make_leave)
+        .ruma::<create_leave_event::v2::Request, _, _>(send_leave::send_leave)
+        .ruma::<prepare_knock_event::v1::Request, _, _>(make_knock::make_knock)
+        .ruma::<create_knock_event::v1::Request, _, _>(send_knock::send_knock)
+        .ruma::<create_invite::v2::Request, _, _>(invite::invite)
+        // Events and state
+        .ruma::<get_event::v1::Request, _, _>(event::get_event)
+        .ruma::<get_room_state::v1::Request, _, _>(state::get_state)
+        .ruma::<get_room_state_ids::v1::Request, _, _>(state::get_state_ids)
+        .ruma::<get_event_authorization::v1::Request, _, _>(event_auth::get_event_auth)
+        .ruma::<get_backfill::v1::Request, _, _>(backfill::get_backfill)
+        .ruma::<get_missing_events::v1::Request, _, _>(missing_events::get_missing_events)
+        // Queries and the directory
+        .ruma::<get_profile_information::v1::Request, _, _>(query_profile::query_profile)
+        .ruma::<get_room_information::v1::Request, _, _>(query_directory::query_directory)
+        .ruma::<get_public_rooms::v1::Request, _, _>(public_rooms::get_public_rooms)
+        .ruma::<get_public_rooms_filtered::v1::Request, _, _>(public_rooms::get_public_rooms_filtered)
+        .with_state(app)
+        .merge(keys)
 }

@@ -1,0 +1,264 @@
+//! PDUs other servers push to us (`PUT /send`): each is checked and, when
+//! events before it are missing here, the gap is filled from the sending
+//! server first — the missing events themselves (`get_missing_events`), or
+//! failing that the state before the event (`state_ids`, then the events
+//! not known here) — so that the roomserver gets every event with what it
+//! needs and never waits on the network. Rooms are handled concurrently; the
+//! PDUs of one room in the order they came.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    time::Duration,
+};
+
+use common::{
+    api::roomserver::{
+        InputKind, InputRoomEvent, InputVerdict, QueryEvents, QueryEventsRequest, QueryLatestEventsAndState,
+        QueryLatestEventsAndStateRequest,
+    },
+    federation,
+    pdu::{self, Pdu},
+};
+use ruma::{
+    OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, ServerName, UInt,
+    api::federation::event::{get_event, get_missing_events, get_room_state_ids},
+};
+use serde_json::value::RawValue;
+
+use crate::{App, access, membership};
+
+/// How long one PDU may wait for the roomserver's verdict.
+const VERDICT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// How many missing events are asked for before falling back to the state.
+const MISSING_EVENTS_LIMIT: u32 = 20;
+
+/// Most events fetched one by one to complete a state; beyond, the PDU fails
+/// (the sender retries, and a backfill or a later event fills it).
+const MAX_FETCHED: usize = 500;
+
+pub type Results = BTreeMap<OwnedEventId, Result<(), String>>;
+
+/// Processes a transaction's PDUs and says what became of each.
+pub async fn process(app: &App, origin: &ServerName, pdus: &[Box<RawValue>]) -> Results {
+    let mut by_room: Vec<(OwnedRoomId, Vec<&RawValue>)> = Vec::new();
+    for json in pdus {
+        #[derive(serde::Deserialize)]
+        struct RoomOf {
+            room_id: OwnedRoomId,
+        }
+        let Ok(RoomOf { room_id }) = serde_json::from_str::<RoomOf>(json.get()) else {
+            // Without a room there is no room version to compute its id with.
+            tracing::debug!(%origin, "a PDU without a room id");
+            continue;
+        };
+        match by_room.iter_mut().find(|(id, _)| *id == room_id) {
+            Some((_, list)) => list.push(json),
+            None => by_room.push((room_id, vec![json])),
+        }
+    }
+    let rooms = by_room.iter().map(|(room_id, list)| process_room(app, origin, room_id, list));
+    futures::future::join_all(rooms).await.into_iter().flatten().collect()
+}
+
+async fn process_room(app: &App, origin: &ServerName, room_id: &RoomId, pdus: &[&RawValue]) -> Results {
+    let mut results = Results::new();
+    let version = match membership::room_version(app, room_id).await {
+        Ok(version) => version,
+        Err(_) => {
+            // A room we are not in: its events mean nothing here.
+            tracing::debug!(%room_id, %origin, "PDUs for a room unknown here");
+            return results;
+        }
+    };
+    if let Err(e) = access::check_acl(app, room_id, origin).await {
+        let reason = e.parts().1;
+        for json in pdus {
+            if let Ok(pdu) = pdu::received(json, &version) {
+                results.insert(pdu.owned_id(), Err(reason.clone()));
+            }
+        }
+        return results;
+    }
+    let room = Room { app, origin, room_id, version: &version };
+    for json in pdus {
+        let pdu = match pdu::received(json, &version) {
+            Ok(pdu) => pdu,
+            Err(e) => {
+                tracing::debug!(%room_id, %origin, error = format!("{e:#}"), "an unreadable PDU");
+                continue;
+            }
+        };
+        let outcome = room.take(pdu.clone()).await;
+        if let Err(reason) = &outcome {
+            tracing::info!(event_id = %pdu.id(), %origin, reason, "a PDU was not taken");
+        }
+        results.insert(pdu.owned_id(), outcome);
+    }
+    results
+}
+
+struct Room<'a> {
+    app: &'a App,
+    origin: &'a ServerName,
+    room_id: &'a RoomId,
+    version: &'a RoomVersionId,
+}
+
+impl Room<'_> {
+    /// Has the roomserver take a new event, filling the gap before it first.
+    async fn take(&self, pdu: Pdu) -> Result<(), String> {
+        if self.unknown(&[pdu.owned_id()]).await?.is_empty() {
+            // Sent again (the sender retried, or another server relayed it).
+            return Ok(());
+        }
+        if !self.unknown(pdu.prev_ids()).await?.is_empty() {
+            self.fill_gap_before(&pdu).await?;
+        }
+        if self.unknown(pdu.prev_ids()).await?.is_empty() {
+            return self.submit_new(&pdu, None).await;
+        }
+        let state = self.state_before(&pdu).await?;
+        self.submit_new(&pdu, Some(state)).await
+    }
+
+    /// Of `ids`, those the roomserver has not accepted.
+    async fn unknown(&self, ids: &[OwnedEventId]) -> Result<Vec<OwnedEventId>, String> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let known = self
+            .app
+            .rt
+            .bus
+            .call::<QueryEvents>(&QueryEventsRequest { event_ids: ids.to_vec() })
+            .await
+            .map_err(|e| format!("cannot ask the roomserver: {e}"))?
+            .events;
+        let known: HashSet<OwnedEventId> = known.into_iter().map(|event| event.event_id).collect();
+        Ok(ids.iter().filter(|id| !known.contains(*id)).cloned().collect())
+    }
+
+    /// Asks the origin for the events between our latest ones and `pdu`, and
+    /// takes those that connect, oldest first.
+    async fn fill_gap_before(&self, pdu: &Pdu) -> Result<(), String> {
+        let request = QueryLatestEventsAndStateRequest { room_id: self.room_id.to_owned(), state_keys: Vec::new() };
+        let latest = self
+            .app
+            .rt
+            .bus
+            .call::<QueryLatestEventsAndState>(&request)
+            .await
+            .map_err(|e| format!("cannot ask the roomserver: {e}"))?;
+        let mut ask = get_missing_events::v1::Request::new(
+            self.room_id.to_owned(),
+            latest.latest_event_ids,
+            vec![pdu.owned_id()],
+        );
+        ask.limit = UInt::from(MISSING_EVENTS_LIMIT);
+        let events = match federation::request(&self.app.rt.bus, self.origin, ask).await {
+            Ok(response) => response.events,
+            Err(e) => {
+                tracing::debug!(origin = %self.origin, error = %e, "get_missing_events failed");
+                return Ok(());
+            }
+        };
+        let mut missing: Vec<Pdu> = events.iter().filter_map(|json| pdu::received(json, self.version).ok()).collect();
+        missing.sort_by_key(Pdu::depth);
+        for event in missing {
+            if event.id() == pdu.id() || !self.unknown(&[event.owned_id()]).await?.is_empty() {
+                continue;
+            }
+            // The oldest of them may still not connect: it gets the state
+            // the origin says it had, and the others build on it.
+            let state = if self.unknown(event.prev_ids()).await?.is_empty() {
+                None
+            } else {
+                Some(self.state_before(&event).await?)
+            };
+            if let Err(reason) = self.submit_new(&event, state).await {
+                tracing::debug!(event_id = %event.id(), reason, "a missing event was not taken");
+            }
+        }
+        Ok(())
+    }
+
+    /// The state before `pdu` as the origin has it: fetched as ids, the
+    /// events not known here fetched and stored as outliers (auth chain
+    /// included). Returns the state's event ids.
+    async fn state_before(&self, pdu: &Pdu) -> Result<Vec<OwnedEventId>, String> {
+        let ask = get_room_state_ids::v1::Request::new(pdu.owned_id(), self.room_id.to_owned());
+        let ids = federation::request(&self.app.rt.bus, self.origin, ask)
+            .await
+            .map_err(|e| format!("cannot get the state before the event from {}: {e}", self.origin))?;
+        let wanted: Vec<OwnedEventId> = ids.pdu_ids.iter().chain(&ids.auth_chain_ids).cloned().collect();
+        let unknown = self.unknown(&wanted).await?;
+        if unknown.len() > MAX_FETCHED {
+            return Err(format!("{} state events are unknown here; too many to fetch one by one", unknown.len()));
+        }
+        let mut fetched = Vec::with_capacity(unknown.len());
+        let mut seen = HashSet::new();
+        let mut queue = unknown;
+        while let Some(event_id) = queue.pop() {
+            if !seen.insert(event_id.clone()) || seen.len() > MAX_FETCHED {
+                continue;
+            }
+            let response = federation::request(&self.app.rt.bus, self.origin, get_event::v1::Request::new(event_id.clone()))
+                .await
+                .map_err(|e| format!("cannot fetch {event_id} from {}: {e}", self.origin))?;
+            let event = pdu::received(&response.pdu, self.version).map_err(|e| format!("{event_id}: {e:#}"))?;
+            if event.id() != event_id {
+                return Err(format!("{} answered another event for {event_id}", self.origin));
+            }
+            // Auth events the chain itself did not list.
+            for auth in self.unknown(event.auth_ids()).await? {
+                queue.push(auth);
+            }
+            fetched.push(event);
+        }
+        let inputs: Vec<InputRoomEvent> =
+            pdu::auth_order(fetched).into_iter().map(|event| self.input(&event, InputKind::Outlier, None)).collect();
+        if !inputs.is_empty() {
+            let verdicts = self
+                .app
+                .rt
+                .bus
+                .submit(inputs, VERDICT_PATIENCE)
+                .await
+                .map_err(|e| format!("the state could not be stored: {e}"))?;
+            let refused = verdicts.iter().filter(|v| !matches!(v, InputVerdict::Accepted { .. })).count();
+            if refused > 0 {
+                tracing::info!(room_id = %self.room_id, refused, "events of a state from another server were refused");
+            }
+        }
+        Ok(ids.pdu_ids)
+    }
+
+    fn input(&self, pdu: &Pdu, kind: InputKind, state_before: Option<Vec<OwnedEventId>>) -> InputRoomEvent {
+        InputRoomEvent {
+            kind,
+            room_id: self.room_id.to_owned(),
+            room_version: self.version.clone(),
+            event_id: pdu.owned_id(),
+            event: pdu.to_raw(),
+            origin: self.origin.to_owned(),
+            state_before,
+            transaction: None,
+            invite_room_state: None,
+            reply_to: None,
+            resend: 0,
+        }
+    }
+
+    async fn submit_new(&self, pdu: &Pdu, state_before: Option<Vec<OwnedEventId>>) -> Result<(), String> {
+        let input = self.input(pdu, InputKind::New, state_before);
+        let verdicts =
+            self.app.rt.bus.submit(vec![input], VERDICT_PATIENCE).await.map_err(|e| format!("not processed: {e}"))?;
+        match verdicts.into_iter().next() {
+            // A soft-failed event is stored: the sender need not send it again.
+            Some(InputVerdict::Accepted { .. } | InputVerdict::SoftFailed { .. }) => Ok(()),
+            Some(InputVerdict::Rejected { reason, .. }) => Err(reason),
+            None => Err("no verdict".into()),
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! `POST /_matrix/federation/v1/get_missing_events/{roomId}`: the events
+//! between what a server in the room has and what it saw referenced.
+
+use axum::extract::State;
+use common::{
+    api::roomserver::{QueryMissingEvents, QueryMissingEventsRequest},
+    http::{MatrixError, Ruma, RumaResponse},
+    pdu::Pdu,
+};
+use ruma::api::federation::event::get_missing_events::v1::{Request, Response};
+
+use crate::{App, access};
+
+/// Most events one request gets, whatever it asks for.
+const MAX_MISSING: u32 = 100;
+
+pub async fn get_missing_events(
+    State(app): State<App>,
+    request: Ruma<Request>,
+) -> Result<RumaResponse<Response>, MatrixError> {
+    let origin = request.origin()?;
+    let body = &request.body;
+    access::check_in_room(&app, &body.room_id, origin).await?;
+    let limit = u32::try_from(body.limit).unwrap_or(MAX_MISSING).min(MAX_MISSING);
+    let min_depth = u64::from(body.min_depth);
+    let query = QueryMissingEventsRequest {
+        room_id: body.room_id.clone(),
+        earliest: body.earliest_events.clone(),
+        latest: body.latest_events.clone(),
+        limit,
+    };
+    let events = app.rt.bus.call::<QueryMissingEvents>(&query).await?.events;
+    let events = events
+        .into_iter()
+        .filter(|event| Pdu::parse(event.event_id.clone(), event.event.clone()).is_ok_and(|pdu| pdu.depth() >= min_depth))
+        .map(|event| event.event)
+        .collect();
+    Ok(RumaResponse(Response::new(events)))
+}
