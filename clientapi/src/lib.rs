@@ -4,6 +4,7 @@
 
 mod consumers;
 mod membership;
+mod remote_membership;
 mod room_access;
 mod rooms;
 mod routes;

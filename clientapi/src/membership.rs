@@ -10,38 +10,94 @@ use axum::{
 use common::{
     api::{
         roomserver::{
-            GetRoomAlias, GetRoomAliasRequest, QueryMembers, QueryMembersRequest, QueryMembership,
-            QueryMembershipRequest, QueryMembershipResponse, QueryRoomsForUser, QueryRoomsForUserRequest, StoredEvent,
+            GetRoomAlias, GetRoomAliasRequest, QueryCurrentState, QueryCurrentStateRequest, QueryJoinedServers,
+            QueryJoinedServersRequest, QueryMembers, QueryMembersRequest, QueryMembership, QueryMembershipRequest,
+            QueryMembershipResponse, QueryRoomsForUser, QueryRoomsForUserRequest, StateFilter, StoredEvent,
         },
         userapi::{QueryProfile, QueryProfileRequest},
     },
     bus::{RemoteErrorKind, RpcError},
+    federation,
     http::{HttpContext, MatrixError, Ruma, TokenUse, read_body},
     pdu::{EventBuilder, Pdu},
 };
 use ruma::{
-    OwnedRoomId, OwnedRoomOrAliasId, OwnedUserId, RoomId, UserId, api::IncomingRequest, events::TimelineEventType,
+    OwnedRoomId, OwnedRoomOrAliasId, OwnedServerName, OwnedUserId, RoomId, UserId,
+    api::{
+        IncomingRequest,
+        federation::{
+            membership::{RawStrippedState, create_invite},
+            query::get_room_information,
+        },
+    },
+    events::TimelineEventType,
 };
 use serde_json::{Map, Value};
 
-use crate::{App, rooms};
+use crate::{App, remote_membership, rooms};
 
 /// Member content fields that only make sense on the event that carried them:
 /// a join's authoriser must sign that join, so a later join (a profile
 /// change) must not claim it again.
 const ONE_OFF_FIELDS: &[&str] = &["join_authorised_via_users_server"];
 
-/// The room an id or alias names. Aliases of other servers need a federation
-/// query, which comes later: they are not found.
-pub async fn resolve_room(app: &App, room: OwnedRoomOrAliasId) -> Result<OwnedRoomId, MatrixError> {
+/// The room an id or alias names, and servers to reach it through when it is
+/// not known here: those an alias of another server's directory lists.
+pub async fn resolve_room(
+    app: &App,
+    room: OwnedRoomOrAliasId,
+) -> Result<(OwnedRoomId, Vec<OwnedServerName>), MatrixError> {
     let alias = match OwnedRoomId::try_from(room) {
-        Ok(room_id) => return Ok(room_id),
+        Ok(room_id) => return Ok((room_id, Vec::new())),
         Err(alias) => alias,
     };
-    if alias.server_name() != app.rt.config.global.server_name {
-        return Err(MatrixError::not_found("Aliases of other servers cannot be resolved yet"));
+    if alias.server_name() == app.rt.config.global.server_name {
+        return Ok((app.rt.bus.call::<GetRoomAlias>(&GetRoomAliasRequest { alias }).await?.room_id, Vec::new()));
     }
-    Ok(app.rt.bus.call::<GetRoomAlias>(&GetRoomAliasRequest { alias }).await?.room_id)
+    let server = alias.server_name().to_owned();
+    let found = federation::request(&app.rt.bus, &server, get_room_information::v1::Request::new(alias)).await?;
+    let mut servers = found.servers;
+    if !servers.contains(&server) {
+        servers.push(server);
+    }
+    Ok((found.room_id, servers))
+}
+
+/// Whether one of our users is joined to the room: only then does this
+/// server take part in it, and membership changes go through the room's
+/// other servers otherwise.
+async fn resident(app: &App, room_id: &RoomId) -> Result<bool, MatrixError> {
+    let request = QueryJoinedServersRequest { room_id: room_id.to_owned() };
+    match app.rt.bus.call::<QueryJoinedServers>(&request).await {
+        Ok(response) => Ok(response.servers.contains(&app.rt.config.global.server_name)),
+        Err(RpcError::Remote(e)) if e.kind == RemoteErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The servers to change a membership through, for a room we are not in:
+/// those the client named, the one that invited us, the servers we last
+/// knew in the room, and the room's creator's (room ids before version 12).
+async fn servers_for(
+    app: &App,
+    room_id: &RoomId,
+    current: &Membership,
+    named: &[OwnedServerName],
+) -> Vec<OwnedServerName> {
+    let mut servers = named.to_vec();
+    if let Some(event) = &current.event
+        && (current.is("invite") || current.is("knock"))
+    {
+        servers.push(event.sender_id().server_name().to_owned());
+    }
+    let request = QueryJoinedServersRequest { room_id: room_id.to_owned() };
+    if let Ok(known) = app.rt.bus.call::<QueryJoinedServers>(&request).await {
+        servers.extend(known.servers);
+    }
+    if let Some(server) = room_id.server_name() {
+        servers.push(server.to_owned());
+    }
+    servers
 }
 
 /// A user's membership of a room, with their member event parsed.
@@ -85,7 +141,7 @@ pub async fn membership_of(app: &App, room_id: &RoomId, user_id: &UserId) -> Res
 async fn membership_in_known_room(app: &App, room_id: &RoomId, user_id: &UserId) -> Result<Membership, MatrixError> {
     let membership = membership_of(app, room_id, user_id).await?;
     if !membership.room_exists {
-        // Rooms this server has no part in need federation, which comes later.
+        // Only joins, leaves and knocks reach rooms through other servers.
         return Err(MatrixError::not_found("This server knows no such room"));
     }
     Ok(membership)
@@ -156,15 +212,32 @@ async fn send_member(
 }
 
 /// `user_id` joins `room_id`: a first join, the acceptance of an invite, or
-/// (when already joined) a refresh of their profile in the room.
+/// (when already joined) a refresh of their profile in the room. A room this
+/// server is not in is joined through `via` or the other servers it knows.
 pub async fn join(
     app: &App,
     user_id: &UserId,
     is_guest: bool,
     room_id: &RoomId,
     reason: Option<String>,
+    via: &[OwnedServerName],
 ) -> Result<(), MatrixError> {
-    let current = membership_in_known_room(app, room_id, user_id).await?;
+    let current = membership_of(app, room_id, user_id).await?;
+    if !resident(app, room_id).await? {
+        if is_guest {
+            return Err(MatrixError::guest_access_forbidden());
+        }
+        let profile = profile_of(app, user_id).await?;
+        let servers = servers_for(app, room_id, &current, via).await;
+        return remote_membership::join(
+            app,
+            user_id,
+            room_id,
+            &servers,
+            &new_content("join", profile.as_ref(), reason),
+        )
+        .await;
+    }
     if current.is("ban") {
         return Err(MatrixError::forbidden("You are banned from this room"));
     }
@@ -256,11 +329,16 @@ async fn restricted_join_authoriser(
     }
 }
 
-/// `user_id` leaves `room_id`, or rejects their invite, or withdraws their knock.
+/// `user_id` leaves `room_id`, or rejects their invite, or withdraws their
+/// knock (through the room's servers when this server is not in the room).
 pub async fn leave(app: &App, user_id: &UserId, room_id: &RoomId, reason: Option<String>) -> Result<(), MatrixError> {
-    let current = membership_in_known_room(app, room_id, user_id).await?;
-    if current.membership.is_none() || current.is("ban") {
+    let current = membership_of(app, room_id, user_id).await?;
+    if current.membership.is_none() || current.is("ban") || current.is("leave") {
         return Err(MatrixError::forbidden("You are not a member of this room"));
+    }
+    if !resident(app, room_id).await? {
+        let servers = servers_for(app, room_id, &current, &[]).await;
+        return remote_membership::leave(app, user_id, room_id, &servers, &new_content("leave", None, reason)).await;
     }
     send_member(app, room_id, user_id, user_id, &current, new_content("leave", None, reason)).await
 }
@@ -273,10 +351,6 @@ pub async fn invite(
     invitee: &UserId,
     reason: Option<String>,
 ) -> Result<(), MatrixError> {
-    if invitee.server_name() != app.rt.config.global.server_name {
-        // The invitee's server must countersign the invite over federation.
-        return Err(MatrixError::forbidden("Inviting users of other servers is not supported yet"));
-    }
     let current = membership_in_known_room(app, room_id, invitee).await?;
     if current.is("join") {
         return Err(MatrixError::forbidden(format!("{invitee} is already in the room")));
@@ -284,8 +358,69 @@ pub async fn invite(
     if current.is("ban") {
         return Err(MatrixError::forbidden(format!("{invitee} is banned from the room")));
     }
+    if invitee.server_name() != app.rt.config.global.server_name {
+        return invite_remote(app, inviter, room_id, invitee, new_content("invite", None, reason)).await;
+    }
     let profile = profile_of(app, invitee).await?;
     send_member(app, room_id, inviter, invitee, &current, new_content("invite", profile.as_ref(), reason)).await
+}
+
+/// State events an invitee's server gets with the invite, as full PDUs (the
+/// spec asks for them so since v1.16): what a client shows of the room.
+const INVITE_STATE: [&str; 6] = [
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+];
+
+/// An invite of a user of another server: their server co-signs it first
+/// (federation `/invite`), and only the co-signed event enters the room.
+async fn invite_remote(
+    app: &App,
+    inviter: &UserId,
+    room_id: &RoomId,
+    invitee: &UserId,
+    content: Map<String, Value>,
+) -> Result<(), MatrixError> {
+    let builder =
+        EventBuilder::new(inviter, TimelineEventType::RoomMember, Value::Object(content)).state(invitee.as_str());
+    let (version, built, state) = rooms::build_on_latest(app, room_id, &builder).await?;
+    rooms::check_auth(&rooms::version_rules(&version)?, &built.to_pdu(), &state)?;
+    let mut filter: Vec<StateFilter> = INVITE_STATE
+        .iter()
+        .map(|kind| StateFilter { event_type: (*kind).into(), state_key: Some(String::new()) })
+        .collect();
+    filter.push(StateFilter { event_type: "m.room.member".into(), state_key: Some(inviter.to_string()) });
+    let request = QueryCurrentStateRequest { room_id: room_id.to_owned(), filter: Some(filter) };
+    let invite_state =
+        app.rt.bus.call::<QueryCurrentState>(&request).await?.state.into_iter().map(|e| RawStrippedState::Pdu(e.event));
+    let ask = create_invite::v2::Request::new(
+        room_id.to_owned(),
+        built.event_id.clone(),
+        version.clone(),
+        built.to_raw(),
+        invite_state.collect(),
+    );
+    let signed = federation::request(&app.rt.bus, invitee.server_name(), ask).await?.event;
+    let same = common::pdu::received(&signed, &version).is_ok_and(|pdu| pdu.id() == built.event_id);
+    if !same {
+        return Err(MatrixError::unknown(
+            http::StatusCode::BAD_GATEWAY,
+            "The invitee's server changed the invite it was asked to sign",
+        ));
+    }
+    let publish = rooms::Publish {
+        room_id: room_id.to_owned(),
+        event_id: built.event_id,
+        event: signed,
+        transaction: None,
+        resend: 0,
+    };
+    rooms::publish_inputs_and_wait(app, &version, vec![publish]).await?;
+    Ok(())
 }
 
 /// `kicker` removes `target`, who must be joined, invited or knocking.
@@ -333,12 +468,23 @@ pub async fn unban(
     send_member(app, room_id, unbanner, target, &current, new_content("leave", None, reason)).await
 }
 
-pub async fn knock(app: &App, user_id: &UserId, room_id: &RoomId, reason: Option<String>) -> Result<(), MatrixError> {
-    let current = membership_in_known_room(app, room_id, user_id).await?;
+pub async fn knock(
+    app: &App,
+    user_id: &UserId,
+    room_id: &RoomId,
+    reason: Option<String>,
+    via: &[OwnedServerName],
+) -> Result<(), MatrixError> {
+    let current = membership_of(app, room_id, user_id).await?;
     if current.is("ban") {
         return Err(MatrixError::forbidden("You are banned from this room"));
     }
     let profile = profile_of(app, user_id).await?;
+    if !resident(app, room_id).await? {
+        let servers = servers_for(app, room_id, &current, via).await;
+        let content = new_content("knock", profile.as_ref(), reason);
+        return remote_membership::knock(app, user_id, room_id, &servers, &content).await;
+    }
     send_member(app, room_id, user_id, user_id, &current, new_content("knock", profile.as_ref(), reason)).await
 }
 

@@ -203,9 +203,10 @@ impl Room<'_> {
             if !seen.insert(event_id.clone()) || seen.len() > MAX_FETCHED {
                 continue;
             }
-            let response = federation::request(&self.app.rt.bus, self.origin, get_event::v1::Request::new(event_id.clone()))
-                .await
-                .map_err(|e| format!("cannot fetch {event_id} from {}: {e}", self.origin))?;
+            let response =
+                federation::request(&self.app.rt.bus, self.origin, get_event::v1::Request::new(event_id.clone()))
+                    .await
+                    .map_err(|e| format!("cannot fetch {event_id} from {}: {e}", self.origin))?;
             let event = pdu::received(&response.pdu, self.version).map_err(|e| format!("{event_id}: {e:#}"))?;
             if event.id() != event_id {
                 return Err(format!("{} answered another event for {event_id}", self.origin));

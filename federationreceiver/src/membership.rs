@@ -93,8 +93,8 @@ pub async fn template(
     // Refused now rather than after the other server signed it.
     let rules = pdu::rules(&version).map_err(MatrixError::internal)?;
     let json = serde_json::value::to_raw_value(&object).map_err(MatrixError::internal)?;
-    let candidate = Pdu::parse("$template".try_into().expect("a valid event id"), json.clone())
-        .map_err(MatrixError::internal)?;
+    let candidate =
+        Pdu::parse("$template".try_into().expect("a valid event id"), json.clone()).map_err(MatrixError::internal)?;
     state_res::check_state_dependent_auth_rules(&rules.authorization, &candidate, |kind, key| {
         state.get(&(kind.clone(), key.to_owned())).cloned()
     })
@@ -115,8 +115,8 @@ pub async fn accept(
 ) -> Result<(RoomVersionId, CanonicalJsonObject), MatrixError> {
     let version = room_version(app, room_id).await?;
     access::check_acl(app, room_id, origin).await?;
-    let object: CanonicalJsonObject =
-        serde_json::from_str(event.get()).map_err(|e| MatrixError::bad_json(format!("The event is not canonical JSON: {e}")))?;
+    let object: CanonicalJsonObject = serde_json::from_str(event.get())
+        .map_err(|e| MatrixError::bad_json(format!("The event is not canonical JSON: {e}")))?;
     let computed = pdu::event_id_of(&object, &version).map_err(|e| MatrixError::bad_json(format!("{e:#}")))?;
     if computed != event_id {
         return Err(MatrixError::invalid_param(format!("The event's id is {computed}, not {event_id}")));

@@ -15,12 +15,12 @@ pub async fn join_room_by_id(
     let user = request.require_user()?;
     let body = &request.body;
     refuse_third_party_signed(body.third_party_signed.is_some())?;
-    membership::join(&app, &user.user_id, user.is_guest, &body.room_id, body.reason.clone()).await?;
+    membership::join(&app, &user.user_id, user.is_guest, &body.room_id, body.reason.clone(), &[]).await?;
     Ok(RumaResponse(join_room_by_id::v3::Response::new(body.room_id.clone())))
 }
 
-/// `via` and `server_name` name servers to join through, which needs
-/// federation: only rooms this server is in can be joined for now.
+/// `via` (and the older `server_name`) name servers to join through, for a
+/// room this server is not in.
 pub async fn join_room_by_id_or_alias(
     State(app): State<Arc<App>>,
     request: Ruma<join_room_by_id_or_alias::v3::Request>,
@@ -28,8 +28,9 @@ pub async fn join_room_by_id_or_alias(
     let user = request.require_user()?;
     let body = &request.body;
     refuse_third_party_signed(body.third_party_signed.is_some())?;
-    let room_id = membership::resolve_room(&app, body.room_id_or_alias.clone()).await?;
-    membership::join(&app, &user.user_id, user.is_guest, &room_id, body.reason.clone()).await?;
+    let (room_id, mut servers) = membership::resolve_room(&app, body.room_id_or_alias.clone()).await?;
+    servers.extend(body.via.iter().cloned());
+    membership::join(&app, &user.user_id, user.is_guest, &room_id, body.reason.clone(), &servers).await?;
     Ok(RumaResponse(join_room_by_id_or_alias::v3::Response::new(room_id)))
 }
 

@@ -1,5 +1,5 @@
-//! `POST /knock/{roomIdOrAlias}`. `via` and `server_name` name servers to
-//! knock through, which needs federation: only rooms this server is in for now.
+//! `POST /knock/{roomIdOrAlias}`. `via` (and the older `server_name`) name
+//! servers to knock through, for a room this server is not in.
 
 use std::sync::Arc;
 
@@ -14,7 +14,9 @@ pub async fn knock_room(
     request: Ruma<knock_room::v3::Request>,
 ) -> Result<RumaResponse<knock_room::v3::Response>, MatrixError> {
     let user = request.require_user()?;
-    let room_id = membership::resolve_room(&app, request.body.room_id_or_alias.clone()).await?;
-    membership::knock(&app, &user.user_id, &room_id, request.body.reason.clone()).await?;
+    let body = &request.body;
+    let (room_id, mut servers) = membership::resolve_room(&app, body.room_id_or_alias.clone()).await?;
+    servers.extend(body.via.iter().cloned());
+    membership::knock(&app, &user.user_id, &room_id, body.reason.clone(), &servers).await?;
     Ok(RumaResponse(knock_room::v3::Response::new(room_id)))
 }

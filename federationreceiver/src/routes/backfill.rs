@@ -6,7 +6,10 @@ use common::{
     api::roomserver::{QueryBackfill, QueryBackfillRequest},
     http::{MatrixError, Ruma, RumaResponse},
 };
-use ruma::{MilliSecondsSinceUnixEpoch, api::federation::backfill::get_backfill::v1::{Request, Response}};
+use ruma::{
+    MilliSecondsSinceUnixEpoch,
+    api::federation::backfill::get_backfill::v1::{Request, Response},
+};
 
 use crate::{App, access};
 

@@ -6,7 +6,10 @@ use common::{
     api::roomserver::{QueryEvents, QueryEventsRequest},
     http::{MatrixError, Ruma, RumaResponse},
 };
-use ruma::{MilliSecondsSinceUnixEpoch, api::federation::event::get_event::v1::{Request, Response}};
+use ruma::{
+    MilliSecondsSinceUnixEpoch,
+    api::federation::event::get_event::v1::{Request, Response},
+};
 
 use crate::{App, access};
 

@@ -19,7 +19,10 @@ use ruma::{
     CanonicalJsonObject, UserId,
     api::{
         error::{ErrorKind, IncompatibleRoomVersionErrorData},
-        federation::membership::{RawStrippedState, create_invite::v2::{Request, Response}},
+        federation::membership::{
+            RawStrippedState,
+            create_invite::v2::{Request, Response},
+        },
     },
     events::TimelineEventType,
 };
@@ -46,7 +49,8 @@ pub async fn invite(State(app): State<App>, request: Ruma<Request>) -> Result<Ru
     if event_id != body.event_id {
         return Err(MatrixError::invalid_param(format!("The event's id is {event_id}, not {}", body.event_id)));
     }
-    let parsed = Pdu::parse(event_id.clone(), body.event.clone()).map_err(|e| MatrixError::bad_json(format!("{e:#}")))?;
+    let parsed =
+        Pdu::parse(event_id.clone(), body.event.clone()).map_err(|e| MatrixError::bad_json(format!("{e:#}")))?;
     let server_name = &app.rt.config.global.server_name;
     let invitee = parsed.key().and_then(|key| UserId::parse(key).ok());
     let is_invite = *parsed.kind() == TimelineEventType::RoomMember

@@ -7,10 +7,7 @@ use ruma::api::federation::membership::prepare_join_event::v1::{Request, Respons
 
 use crate::{App, membership};
 
-pub async fn make_join(
-    State(app): State<App>,
-    request: Ruma<Request>,
-) -> Result<RumaResponse<Response>, MatrixError> {
+pub async fn make_join(State(app): State<App>, request: Ruma<Request>) -> Result<RumaResponse<Response>, MatrixError> {
     let origin = request.origin()?;
     let body = &request.body;
     let (version, event) =

@@ -8,10 +8,7 @@ use ruma::api::federation::membership::prepare_leave_event::v1::{Request, Respon
 
 use crate::{App, membership};
 
-pub async fn make_leave(
-    State(app): State<App>,
-    request: Ruma<Request>,
-) -> Result<RumaResponse<Response>, MatrixError> {
+pub async fn make_leave(State(app): State<App>, request: Ruma<Request>) -> Result<RumaResponse<Response>, MatrixError> {
     let origin = request.origin()?;
     let body = &request.body;
     let (version, event) = membership::template(&app, &body.room_id, &body.user_id, origin, "leave", None).await?;

@@ -32,7 +32,9 @@ pub async fn get_missing_events(
     let events = app.rt.bus.call::<QueryMissingEvents>(&query).await?.events;
     let events = events
         .into_iter()
-        .filter(|event| Pdu::parse(event.event_id.clone(), event.event.clone()).is_ok_and(|pdu| pdu.depth() >= min_depth))
+        .filter(|event| {
+            Pdu::parse(event.event_id.clone(), event.event.clone()).is_ok_and(|pdu| pdu.depth() >= min_depth)
+        })
         .map(|event| event.event)
         .collect();
     Ok(RumaResponse(Response::new(events)))

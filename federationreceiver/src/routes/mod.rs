@@ -3,12 +3,12 @@
 mod backfill;
 mod event;
 mod event_auth;
-mod missing_events;
 mod invite;
 mod key_server;
 mod make_join;
 mod make_knock;
 mod make_leave;
+mod missing_events;
 mod public_rooms;
 mod query_directory;
 mod query_profile;

@@ -49,8 +49,12 @@ pub async fn get_public_rooms(
     request: Ruma<get_public_rooms::v1::Request>,
 ) -> Result<RumaResponse<get_public_rooms::v1::Response>, MatrixError> {
     let body = request.body;
-    let query =
-        QueryPublicRoomsRequest { limit: limit(body.limit), since: body.since, generic_search_term: None, room_types: Vec::new() };
+    let query = QueryPublicRoomsRequest {
+        limit: limit(body.limit),
+        since: body.since,
+        generic_search_term: None,
+        room_types: Vec::new(),
+    };
     let page = page(&app, query).await?;
     let mut response = get_public_rooms::v1::Response::new();
     response.chunk = page.chunk;

@@ -5,7 +5,10 @@
 use axum::extract::State;
 use common::http::{MatrixError, Ruma, RumaResponse};
 use http::StatusCode;
-use ruma::api::{error::ErrorKind, federation::transactions::send_transaction_message::v1::{Request, Response}};
+use ruma::api::{
+    error::ErrorKind,
+    federation::transactions::send_transaction_message::v1::{Request, Response},
+};
 
 use crate::{App, incoming, storage::Seen};
 

@@ -19,16 +19,17 @@ use ruma::{
 
 use crate::{App, membership};
 
-pub async fn send_join(
-    State(app): State<App>,
-    request: Ruma<Request>,
-) -> Result<RumaResponse<Response>, MatrixError> {
+pub async fn send_join(State(app): State<App>, request: Ruma<Request>) -> Result<RumaResponse<Response>, MatrixError> {
     let origin = request.origin()?;
     let body = &request.body;
     membership::accept(&app, &body.room_id, &body.event_id, &body.pdu, origin, "join").await?;
 
-    let state_request =
-        QueryStateAtEventRequest { room_id: body.room_id.clone(), event_id: body.event_id.clone(), after: false, filter: None };
+    let state_request = QueryStateAtEventRequest {
+        room_id: body.room_id.clone(),
+        event_id: body.event_id.clone(),
+        after: false,
+        filter: None,
+    };
     let state = app.rt.bus.call::<QueryStateAtEvent>(&state_request).await?.state;
     let mut chain_of: Vec<OwnedEventId> = state.iter().map(|event| event.event_id.clone()).collect();
     chain_of.push(body.event_id.clone());
@@ -47,11 +48,8 @@ pub async fn send_join(
         Pdu::parse(event.event_id.clone(), event.event.clone())
             .is_ok_and(|pdu| *pdu.kind() == TimelineEventType::RoomMember)
     };
-    room_state.state = state
-        .into_iter()
-        .filter(|event| !(body.omit_members && is_member(event)))
-        .map(|event| event.event)
-        .collect();
+    room_state.state =
+        state.into_iter().filter(|event| !(body.omit_members && is_member(event))).map(|event| event.event).collect();
     room_state.members_omitted = body.omit_members;
     room_state.auth_chain = auth_chain.into_iter().map(|event| event.event).collect();
     room_state.servers_in_room = Some(servers.into_iter().map(|server| server.to_string()).collect());

@@ -7,10 +7,7 @@ use ruma::api::federation::membership::create_leave_event::v2::{Request, Respons
 
 use crate::{App, membership};
 
-pub async fn send_leave(
-    State(app): State<App>,
-    request: Ruma<Request>,
-) -> Result<RumaResponse<Response>, MatrixError> {
+pub async fn send_leave(State(app): State<App>, request: Ruma<Request>) -> Result<RumaResponse<Response>, MatrixError> {
     let origin = request.origin()?;
     let body = &request.body;
     membership::accept(&app, &body.room_id, &body.event_id, &body.pdu, origin, "leave").await?;
