@@ -10,6 +10,19 @@ use serde_json::value::RawValue;
 
 use crate::rpc_method;
 
+/// Core NATS subject on which federationreceiver says it heard from a server
+/// (a signed request came in): a destination federationsender was backing
+/// off from is up again, and is retried at once. Fire and forget: a lost
+/// notice only leaves the destination to its backoff.
+pub fn heard_from_subject(prefix: &str) -> String {
+    format!("{prefix}.federation.heard_from")
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HeardFrom {
+    pub server_name: OwnedServerName,
+}
+
 // ---- Questions ----
 
 rpc_method!(

@@ -1,6 +1,8 @@
-//! Leases on durables: at most one instance pulls a batched consumer (see
-//! `consume_batches`) at a time, so that its batches, many messages in hand
-//! at once, are still applied in stream order across instances.
+//! Leases: at most one instance holds a named lease at a time. Batched
+//! consumers (see `consume_batches`) take one on their durable, so that their
+//! batches, many messages in hand at once, are still applied in stream order
+//! across instances; federationsender takes one per destination, so that one
+//! instance at a time sends to a server.
 //!
 //! A lease is a key in the deployment's KV bucket whose entries live
 //! `LEASE_TTL`; its holder rewrites it every `REFRESH`, each time expecting
@@ -54,18 +56,18 @@ pub(super) async fn declare_bucket(jetstream: &async_nats::jetstream::Context, p
 }
 
 /// A lease this instance holds until it is dropped or lost.
-pub(super) struct Lease {
+pub struct Lease {
     held: watch::Receiver<bool>,
     release: CancellationToken,
 }
 
 impl Lease {
-    pub(super) fn held(&self) -> bool {
+    pub fn held(&self) -> bool {
         *self.held.borrow()
     }
 
     /// Resolves once the lease is lost (never, while it is refreshed).
-    pub(super) async fn lost(&self) {
+    pub async fn lost(&self) {
         let mut held = self.held.clone();
         let _ = held.wait_for(|held| !held).await;
     }
@@ -78,8 +80,9 @@ impl Drop for Lease {
 }
 
 impl Bus {
-    /// Waits until this instance holds the lease `name`; `None` on shutdown.
-    pub(super) async fn acquire_lease(&self, name: &str, shutdown: &CancellationToken) -> Option<Lease> {
+    /// Waits until this instance holds the lease `name` (letters, digits,
+    /// `-`, `_`, `.`); `None` on shutdown.
+    pub async fn acquire_lease(&self, name: &str, shutdown: &CancellationToken) -> Option<Lease> {
         let holder = bytes::Bytes::from(format!("{:016x}", rand::random::<u64>()));
         let mut leases: Option<kv::Store> = None;
         loop {
@@ -93,6 +96,16 @@ impl Bus {
                 _ = tokio::time::sleep(REFRESH) => {}
             }
         }
+    }
+
+    /// The lease `name` if no other instance holds it now.
+    pub async fn try_lease(&self, name: &str) -> anyhow::Result<Option<Lease>> {
+        let holder = bytes::Bytes::from(format!("{:016x}", rand::random::<u64>()));
+        let mut leases = None;
+        Ok(match try_acquire(self, &mut leases, name, &holder).await? {
+            Some(revision) => leases.map(|store| hold(store, name, holder, revision)),
+            None => None,
+        })
     }
 }
 

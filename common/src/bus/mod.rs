@@ -25,7 +25,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 pub use batched::consume_batches;
 pub use consumer::{ConsumerSpec, Delivery, HandlerError, consume};
-pub use lease::lease_bucket;
+pub use lease::{Lease, lease_bucket};
 pub use rpc::{RemoteError, RemoteErrorKind, Rpc, RpcError, serve};
 pub use streams::Stream;
 pub use verdicts::SubmitError;

@@ -17,7 +17,7 @@ use ruma::{
 
 use super::{MatrixError, RateLimiter};
 use crate::{
-    api::federationsender::{QueryServerKeys, QueryServerKeysRequest},
+    api::federationsender::{HeardFrom, QueryServerKeys, QueryServerKeysRequest, heard_from_subject},
     bus::{Bus, RpcError},
     storage::now_ms,
 };
@@ -32,6 +32,9 @@ const ORIGIN_BURST: u32 = 200;
 /// asking federationsender again. Keys are long-lived and federationsender
 /// caches them for their validity; this only saves the round trip.
 const KEY_REUSE: Duration = Duration::from_secs(300);
+
+/// How often federationsender hears that a given server contacted us.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
 const MAX_KEYS: usize = 10_000;
 
 pub struct ServerAuth {
@@ -39,6 +42,7 @@ pub struct ServerAuth {
     bus: Bus,
     keys: Mutex<HashMap<(OwnedServerName, String), (ruma::serde::Base64, Instant)>>,
     limiter: Option<RateLimiter<OwnedServerName>>,
+    announced: Mutex<HashMap<OwnedServerName, Instant>>,
 }
 
 fn unauthorized(message: impl Into<String>) -> MatrixError {
@@ -52,6 +56,7 @@ impl ServerAuth {
             bus,
             keys: Mutex::new(HashMap::new()),
             limiter: RateLimiter::new(rate_limited, ORIGIN_PER_SECOND, ORIGIN_BURST),
+            announced: Mutex::new(HashMap::new()),
         }
     }
 
@@ -75,7 +80,30 @@ impl ServerAuth {
         x_matrix
             .verify_http_request(request, &self.server_name, &keys)
             .map_err(|e| unauthorized(format!("Invalid X-Matrix signature: {e}")))?;
+        self.announce(&x_matrix.origin).await;
         Ok(x_matrix.origin)
+    }
+
+    /// Tells federationsender the origin is up, at most every
+    /// [`ANNOUNCE_EVERY`] per origin.
+    async fn announce(&self, origin: &ServerName) {
+        {
+            let mut announced = self.announced.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if announced.get(origin).is_some_and(|at| at.elapsed() < ANNOUNCE_EVERY) {
+                return;
+            }
+            if announced.len() >= MAX_KEYS {
+                announced.clear();
+            }
+            announced.insert(origin.to_owned(), Instant::now());
+        }
+        let notice = HeardFrom { server_name: origin.to_owned() };
+        if let Ok(payload) = serde_json::to_vec(&notice) {
+            let subject = heard_from_subject(self.bus.prefix());
+            if let Err(e) = self.bus.client().publish(subject, payload.into()).await {
+                tracing::debug!(error = %e, "cannot say a server was heard from");
+            }
+        }
     }
 
     async fn key(&self, origin: &ServerName, key_id: &str) -> Result<ruma::serde::Base64, MatrixError> {
