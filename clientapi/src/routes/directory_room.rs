@@ -1,5 +1,5 @@
 //! `PUT`/`GET`/`DELETE /directory/room/{roomAlias}`: local room aliases,
-//! kept by the roomserver.
+//! kept by the roomserver; other servers' aliases are asked of them.
 
 use std::sync::Arc;
 
@@ -10,13 +10,17 @@ use common::{
         SetRoomAliasRequest,
     },
     bus::{RemoteErrorKind, RpcError},
+    federation,
     http::{MatrixError, Ruma, RumaResponse},
     pdu::{EventBuilder, Pdu},
 };
 use http::StatusCode;
 use ruma::{
     OwnedServerName, RoomAliasId, RoomId, UserId,
-    api::client::alias::{create_alias, delete_alias, get_alias},
+    api::{
+        client::alias::{create_alias, delete_alias, get_alias},
+        federation::query::get_room_information,
+    },
 };
 use serde_json::Value;
 
@@ -54,8 +58,9 @@ pub async fn get_alias(
     let alias = request.body.room_alias;
     let ours = &app.rt.config.global.server_name;
     if alias.server_name() != ours {
-        // Asking the alias's server needs federation, which comes later.
-        return Err(MatrixError::not_found("Aliases of other servers cannot be resolved yet"));
+        let server = alias.server_name().to_owned();
+        let found = federation::request(&app.rt.bus, &server, get_room_information::v1::Request::new(alias)).await?;
+        return Ok(RumaResponse(get_alias::v3::Response::new(found.room_id, found.servers)));
     }
     let found = app.rt.bus.call::<GetRoomAlias>(&GetRoomAliasRequest { alias }).await?;
     // Servers that can help a client join: ours first, then the others in the room.

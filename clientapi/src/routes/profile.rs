@@ -6,21 +6,28 @@ use std::sync::Arc;
 use axum::extract::State;
 use common::{
     api::userapi::{QueryProfile, QueryProfileRequest, SetProfileField, SetProfileFieldRequest, TokenOwner},
+    federation,
     http::{MatrixError, Ruma, RumaResponse},
 };
 use ruma::{
     UserId,
-    api::client::profile::{delete_profile_field, get_profile, get_profile_field, set_profile_field},
+    api::{
+        client::profile::{delete_profile_field, get_profile, get_profile_field, set_profile_field},
+        federation::query::get_profile_information,
+    },
     profile::{ProfileFieldName, ProfileFieldValue},
 };
 use serde_json::{Map, Value};
 
 use crate::{App, own_account};
 
+/// A user's profile: ours from userapi, another server's users' from their
+/// server (federation `query/profile`).
 async fn profile_of(app: &App, user_id: &UserId) -> Result<Map<String, Value>, MatrixError> {
     if user_id.server_name() != app.rt.config.global.server_name {
-        // Remote profiles need federation, which comes later.
-        return Err(MatrixError::not_found("Profiles of other servers' users are not available yet"));
+        let ask = get_profile_information::v1::Request::new(user_id.to_owned());
+        let profile = federation::request(&app.rt.bus, user_id.server_name(), ask).await?;
+        return Ok(profile.iter().map(|(field, value)| (field.clone(), value.clone())).collect());
     }
     Ok(app.rt.bus.call::<QueryProfile>(&QueryProfileRequest { user_id: user_id.to_owned() }).await?)
 }

@@ -1,16 +1,20 @@
 //! `GET`/`POST /publicRooms`: this server's public room directory, one page
-//! at a time.
+//! at a time, or (`?server=`) another server's, asked of it.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use common::{
     api::roomserver::{QueryPublicRooms, QueryPublicRoomsRequest, QueryPublicRoomsResponse},
+    federation,
     http::{MatrixError, Ruma, RumaResponse},
 };
 use ruma::{
     ServerName, UInt,
-    api::client::directory::{get_public_rooms, get_public_rooms_filtered},
+    api::{
+        client::directory::{get_public_rooms, get_public_rooms_filtered},
+        federation::directory as federation_rooms,
+    },
     directory::{PublicRoomsChunk, RoomNetwork},
 };
 
@@ -19,14 +23,9 @@ use crate::App;
 /// The page size when the client names none.
 const DEFAULT_LIMIT: u32 = 100;
 
-fn check_server(app: &App, server: Option<&ServerName>) -> Result<(), MatrixError> {
-    match server {
-        Some(server) if server != app.rt.config.global.server_name => {
-            // Other servers' directories need federation, which comes later.
-            Err(MatrixError::not_found("The public rooms of other servers are not available yet"))
-        }
-        _ => Ok(()),
-    }
+/// The server whose directory is asked for, when it is not this one.
+fn remote<'a>(app: &App, server: Option<&'a ServerName>) -> Option<&'a ServerName> {
+    server.filter(|server| **server != app.rt.config.global.server_name)
 }
 
 fn limit(limit: Option<UInt>) -> u32 {
@@ -60,7 +59,15 @@ pub async fn get_public_rooms(
     request: Ruma<get_public_rooms::v3::Request>,
 ) -> Result<RumaResponse<get_public_rooms::v3::Response>, MatrixError> {
     let body = request.body;
-    check_server(&app, body.server.as_deref())?;
+    if let Some(server) = remote(&app, body.server.as_deref()) {
+        let mut ask = federation_rooms::get_public_rooms::v1::Request::new();
+        (ask.limit, ask.since) = (body.limit, body.since);
+        let theirs = federation::request(&app.rt.bus, server, ask).await?;
+        let mut response = get_public_rooms::v3::Response::new(theirs.chunk);
+        (response.next_batch, response.prev_batch) = (theirs.next_batch, theirs.prev_batch);
+        response.total_room_count_estimate = theirs.total_room_count_estimate;
+        return Ok(RumaResponse(response));
+    }
     let request = QueryPublicRoomsRequest {
         limit: limit(body.limit),
         since: body.since,
@@ -80,8 +87,16 @@ pub async fn get_public_rooms_filtered(
     request: Ruma<get_public_rooms_filtered::v3::Request>,
 ) -> Result<RumaResponse<get_public_rooms_filtered::v3::Response>, MatrixError> {
     let body = request.body;
-    check_server(&app, body.server.as_deref())?;
     let mut response = get_public_rooms_filtered::v3::Response::new();
+    if let Some(server) = remote(&app, body.server.as_deref()) {
+        let mut ask = federation_rooms::get_public_rooms_filtered::v1::Request::new();
+        (ask.limit, ask.since, ask.filter, ask.room_network) = (body.limit, body.since, body.filter, body.room_network);
+        let theirs = federation::request(&app.rt.bus, server, ask).await?;
+        (response.chunk, response.next_batch, response.prev_batch) =
+            (theirs.chunk, theirs.next_batch, theirs.prev_batch);
+        response.total_room_count_estimate = theirs.total_room_count_estimate;
+        return Ok(RumaResponse(response));
+    }
     if let RoomNetwork::ThirdParty(_) = body.room_network {
         // No application service bridges a network here: its directory is empty.
         response.total_room_count_estimate = Some(UInt::MIN);
