@@ -255,6 +255,11 @@ impl Processor {
             let mut state = StateMap::new();
             for id in ids {
                 let row = rows.get(id).ok_or_else(|| reject(format!("state event {id} is unknown here")))?;
+                // Another server's state may hold events that fail our checks;
+                // they are left out, as if that server had never had them.
+                if row.status == EventStatus::Rejected {
+                    continue;
+                }
                 let key = row.pdu.state_pair().ok_or_else(|| reject(format!("{id} is not a state event")))?;
                 state.insert(key, id.clone());
             }
