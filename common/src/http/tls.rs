@@ -60,7 +60,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsFi
         .key_provider
         .load_private_key(key_der)
         .map_err(|e| refused(PrivateKey, format!("{}: unusable private key: {e}", key.display())))?;
-    // Checked here, not left to with_single_cert, to say which file is wrong.
+    // What with_single_cert would check, done here to say which file is at fault.
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
