@@ -6,6 +6,7 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use ruma::OwnedServerName;
@@ -350,6 +351,7 @@ impl Config {
         {
             return Err(ConfigError::new("global.well_known_server", "must be host or host:port"));
         }
+        self.global.tls_server_config()?;
         for path in &self.global.outbound_trusted_ca_files {
             crate::outbound::load_ca_file(path)
                 .map_err(|e| ConfigError::new("global.outbound_trusted_ca_files", format!("{e:#}")))?;
@@ -414,6 +416,34 @@ impl Config {
     }
 }
 
+impl Global {
+    /// What the federation listener serves HTTPS with; `None` when it serves
+    /// plain HTTP. Built from the files each time: call it once, at start.
+    pub fn tls_server_config(&self) -> Result<Option<Arc<rustls::ServerConfig>>, ConfigError> {
+        load_tls(self.tls_certificate_path.as_deref(), self.tls_private_key_path.as_deref())
+    }
+}
+
+/// The TLS server config from a certificate chain and a key file, both or
+/// neither; an error names the field of the file at fault.
+pub fn load_tls(cert: Option<&Path>, key: Option<&Path>) -> Result<Option<Arc<rustls::ServerConfig>>, ConfigError> {
+    use crate::http::tls::{TlsFile, server_config};
+    const CERT: &str = "global.tls_certificate_path";
+    const KEY: &str = "global.tls_private_key_path";
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::new(KEY, format!("must be set when {CERT} is"))),
+        (None, Some(_)) => Err(ConfigError::new(CERT, format!("must be set when {KEY} is"))),
+        (Some(cert), Some(key)) => server_config(cert, key).map(Some).map_err(|e| {
+            let field = match e.file {
+                TlsFile::Certificate => CERT,
+                TlsFile::PrivateKey => KEY,
+            };
+            ConfigError::new(field, e.message)
+        }),
+    }
+}
+
 fn check_database_url(field: &str, url: &str) -> Result<(), ConfigError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:") {
         Ok(())
@@ -436,6 +466,11 @@ pub struct GenerateOptions {
     pub shared_secret: String,
     pub rate_limits: bool,
     pub allow_private_outbound: bool,
+    /// The certificate chain and key the federation listener serves HTTPS
+    /// with (absolute paths); `None`: plain HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// CA certificate files outbound HTTPS trusts besides the system's.
+    pub trusted_ca_files: Vec<PathBuf>,
     /// First port of the range the per-component listeners use.
     pub component_base_port: u16,
 }
@@ -454,6 +489,18 @@ pub fn render(o: &GenerateOptions) -> String {
         Some(url) => format!("url: \"{url}\""),
         None => "# url: nats://127.0.0.1:4222   (unset: `homeserver run` starts its own nats-server)".to_owned(),
     };
+    let (tls_certificate, tls_key) = match &o.tls {
+        Some((cert, key)) => (
+            format!("tls_certificate_path: {}", yaml_string(cert)),
+            format!("tls_private_key_path: {}", yaml_string(key)),
+        ),
+        None => (
+            "# tls_certificate_path: /etc/ssl/homeserver/fullchain.pem".to_owned(),
+            "# tls_private_key_path: /etc/ssl/homeserver/privkey.pem".to_owned(),
+        ),
+    };
+    let trusted_ca_files =
+        format!("[{}]", o.trusted_ca_files.iter().map(|path| yaml_string(path)).collect::<Vec<_>>().join(", "));
     let mut out = TEMPLATE
         .replace("{server_name}", &o.server_name)
         .replace("{data_dir}", &dir)
@@ -463,6 +510,9 @@ pub fn render(o: &GenerateOptions) -> String {
         .replace("{client_listen}", &o.client_listen.to_string())
         .replace("{federation_listen}", &o.federation_listen.to_string())
         .replace("{allow_private_outbound}", &o.allow_private_outbound.to_string())
+        .replace("{tls_certificate_path}", &tls_certificate)
+        .replace("{tls_private_key_path}", &tls_key)
+        .replace("{outbound_trusted_ca_files}", &trusted_ca_files)
         .replace("{rate_limits}", &o.rate_limits.to_string())
         .replace("{open_registration}", &o.open_registration.to_string())
         .replace("{shared_secret}", &o.shared_secret);
@@ -474,6 +524,12 @@ pub fn render(o: &GenerateOptions) -> String {
             .replace(&format!("{{{c}_database}}"), &component_database(o, &dir, c));
     }
     out
+}
+
+/// A path as a YAML scalar that reads back as exactly that path: JSON's
+/// double-quoted strings are YAML's too.
+fn yaml_string(path: &Path) -> String {
+    serde_json::to_string(&path.display().to_string()).expect("a string serializes")
 }
 
 fn component_database(o: &GenerateOptions, dir: &str, component: &str) -> String {
@@ -500,6 +556,8 @@ mod tests {
             shared_secret: "CHANGE-ME".into(),
             rate_limits: true,
             allow_private_outbound: false,
+            tls: None,
+            trusted_ca_files: Vec::new(),
             component_base_port: 7701,
         }
     }
@@ -534,5 +592,54 @@ mod tests {
         let err = Config::parse(&text).unwrap_err();
         assert_eq!(err.field, "global.outbound_trusted_ca_files", "{err}");
         assert!(err.message.contains("/nonexistent/ca.pem"), "{err}");
+    }
+
+    /// A self-signed certificate and its key as PEM files in a fresh
+    /// directory, plus a second key that is not the certificate's.
+    fn tls_files() -> (PathBuf, PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("hs-config-tls-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["example.org".to_owned()]).unwrap().self_signed(&key).unwrap();
+        let paths = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("other.pem"));
+        std::fs::write(&paths.0, cert.pem()).unwrap();
+        std::fs::write(&paths.1, key.serialize_pem()).unwrap();
+        std::fs::write(&paths.2, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+        paths
+    }
+
+    #[test]
+    fn tls_files_are_rendered_and_checked() {
+        let (cert, key, other_key) = tls_files();
+        let with = |cert: &Path, key: &Path| {
+            let options = GenerateOptions {
+                tls: Some((cert.to_owned(), key.to_owned())),
+                trusted_ca_files: vec![cert.to_owned()],
+                ..example_options()
+            };
+            Config::parse(&render(&options)).unwrap_err()
+        };
+        // The TLS files and the CA list load: what remains is the missing signing key.
+        assert_eq!(with(&cert, &key).field, "global.signing_key_path");
+
+        let err = with(&cert, &cert);
+        assert_eq!(err.field, "global.tls_private_key_path", "{err}");
+        assert!(err.message.contains("no PEM private key"), "{err}");
+        let err = with(&cert, &other_key);
+        assert_eq!(err.field, "global.tls_private_key_path", "{err}");
+        assert!(err.message.contains("is not the key"), "{err}");
+        let err = with(&key, &key);
+        assert_eq!(err.field, "global.tls_certificate_path", "{err}");
+        let err = with(&cert.with_file_name("missing.pem"), &key);
+        assert_eq!(err.field, "global.tls_certificate_path", "{err}");
+        assert!(err.message.contains("missing.pem"), "{err}");
+
+        let only_cert = render(&example_options()).replace(
+            "# tls_certificate_path: /etc/ssl/homeserver/fullchain.pem",
+            &format!("tls_certificate_path: {}", cert.display()),
+        );
+        let err = Config::parse(&only_cert).unwrap_err();
+        assert_eq!(err.field, "global.tls_private_key_path", "{err}");
+        let _ = std::fs::remove_dir_all(cert.parent().unwrap());
     }
 }

@@ -172,7 +172,8 @@ where
             crate::http::HttpContext::new(&config, rt.tokens.clone()),
             rt.health(vec![service.db.clone()]),
         );
-        serve_until_stopped(&rt, vec![(listen, router)]).await
+        // Plain HTTP even for federationreceiver: TLS ends at the proxy in front.
+        serve_until_stopped(&rt, vec![crate::http::Listen::plain(listen, router)]).await
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -186,11 +187,11 @@ where
 
 /// Serves the listeners until a termination signal (or a fatal failure), then
 /// lets in-flight requests finish before stopping background work.
-pub async fn serve_until_stopped(rt: &Runtime, listeners: Vec<(std::net::SocketAddr, Router)>) -> anyhow::Result<()> {
+pub async fn serve_until_stopped(rt: &Runtime, listeners: Vec<crate::http::Listen>) -> anyhow::Result<()> {
     let http_stop = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
-    for (addr, router) in listeners {
-        servers.spawn(crate::http::serve(addr, router, http_stop.clone()));
+    for listen in listeners {
+        servers.spawn(crate::http::serve(listen, http_stop.clone()));
     }
     let failed = tokio::select! {
         _ = termination_signal() => false,

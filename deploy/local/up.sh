@@ -7,7 +7,10 @@
 #
 # The config must name a NATS server (global.nats.url); its database may be
 # Postgres or per-component SQLite files. nginx listens on the config's
-# client_listen and federation_listen; components listen on free loopback ports.
+# client_listen and federation_listen (one address for both when they are
+# equal), serving HTTPS on federation_listen with the config's
+# tls_certificate_path and tls_private_key_path when they are set; components
+# listen on free loopback ports, plain HTTP.
 #
 # Environment:
 #   HS_BIN_DIR    where the component binaries are (default: build them with
@@ -98,10 +101,28 @@ fi
 
 client_listen=$(value global.client_listen)
 federation_listen=$(value global.federation_listen)
+tls_cert=$(value global.tls_certificate_path)
+tls_key=$(value global.tls_private_key_path)
 max_body=$(value global.max_request_bytes)
-awk -v run="$run_dir" -v cl="$client_listen" -v fl="$federation_listen" -v mb="$max_body" \
+ssl= tls_lines= scheme=http
+if [ -n "$tls_cert" ]; then
+    ssl=" ssl"
+    # The versions rustls serves in the monolith.
+    tls_lines="        ssl_certificate \"$tls_cert\";"$'\n'"        ssl_certificate_key \"$tls_key\";"$'\n'"        ssl_protocols TLSv1.2 TLSv1.3;"$'\n'
+fi
+if [ "$client_listen" = "$federation_listen" ]; then
+    # nginx refuses an address twice: one listen serves both APIs, over TLS
+    # when there is a certificate.
+    listen_lines="        listen $federation_listen$ssl;"$'\n'
+    [ -n "$ssl" ] && scheme=https
+else
+    listen_lines="        listen $client_listen;"$'\n'"        listen $federation_listen$ssl;"$'\n'
+fi
+awk -v run="$run_dir" -v mb="$max_body" -v l="$listen_lines" -v t="$tls_lines" \
     -v c="${servers[clientapi]:-}" -v s="${servers[syncapi]:-}" -v f="${servers[federationreceiver]:-}" '
-    { gsub("@RUN_DIR@", run); gsub("@CLIENT_LISTEN@", cl); gsub("@FEDERATION_LISTEN@", fl); gsub("@MAX_BODY@", mb) }
+    { gsub("@RUN_DIR@", run); gsub("@MAX_BODY@", mb) }
+    /@LISTEN@/ { printf "%s", l; next }
+    /@TLS@/ { printf "%s", t; next }
     /@CLIENTAPI_SERVERS@/ { printf "%s", c; next }
     /@SYNCAPI_SERVERS@/ { printf "%s", s; next }
     /@FEDERATIONRECEIVER_SERVERS@/ { printf "%s", f; next }
@@ -112,7 +133,9 @@ if ! "$nginx_bin" -p "$run_dir" -c "$run_dir/nginx.conf" 2>"$run_dir/nginx-start
     exit 1
 fi
 for _ in $(seq 1 50); do
-    curl -fsS -o /dev/null "http://$client_listen/health" 2>/dev/null && break
+    # -k: this asks whether our nginx is up, not whether its certificate is
+    # trusted here (it may come from a private CA).
+    curl -fsSk -o /dev/null "$scheme://$client_listen/health" 2>/dev/null && break
     sleep 0.1
 done
-echo "http://$client_listen"
+echo "$scheme://$client_listen"

@@ -1,6 +1,10 @@
 //! `homeserver generate-config`.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use common::{config, keys::SigningKey};
 
@@ -26,30 +30,51 @@ pub struct Args {
     no_rate_limits: bool,
     #[arg(long)]
     allow_private_outbound: bool,
+    /// PEM certificate chain the federation listener serves HTTPS with (needs --tls-key).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificates outbound federation trusts besides the system's (repeatable).
+    #[arg(long, value_name = "FILE")]
+    federation_ca: Vec<PathBuf>,
 }
 
+/// A flag that cannot be used: exit status 2 with one line naming it.
+struct BadFlag(String);
+
 pub fn run(args: Args) -> ExitCode {
-    if ruma::ServerName::parse(&args.server_name).is_err() {
-        eprintln!("--server-name: {:?} is not a valid server name", args.server_name);
-        return ExitCode::from(2);
-    }
-    if let Err(e) = std::fs::create_dir_all(&args.data_dir) {
-        eprintln!("--data-dir: cannot create {}: {e}", args.data_dir.display());
-        return ExitCode::from(2);
-    }
-    let data_dir = match std::fs::canonicalize(&args.data_dir) {
-        Ok(dir) => dir,
-        Err(e) => {
-            eprintln!("--data-dir: {e}");
-            return ExitCode::from(2);
+    match generate(args) {
+        Ok(code) => code,
+        Err(BadFlag(line)) => {
+            eprintln!("{line}");
+            ExitCode::from(2)
         }
-    };
+    }
+}
+
+fn generate(args: Args) -> Result<ExitCode, BadFlag> {
+    if ruma::ServerName::parse(&args.server_name).is_err() {
+        return Err(BadFlag(format!("--server-name: {:?} is not a valid server name", args.server_name)));
+    }
+    let tls = tls_files(&args)?;
+    let trusted_ca_files =
+        args.federation_ca.iter().map(|path| absolute("--federation-ca", path)).collect::<Result<Vec<_>, _>>()?;
+    for path in &trusted_ca_files {
+        common::outbound::load_ca_file(path).map_err(|e| {
+            BadFlag(format!("--federation-ca: invalid config: global.outbound_trusted_ca_files: {e:#}"))
+        })?;
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| BadFlag(format!("--data-dir: cannot create {}: {e}", args.data_dir.display())))?;
+    let data_dir = std::fs::canonicalize(&args.data_dir).map_err(|e| BadFlag(format!("--data-dir: {e}")))?;
     let key_path = data_dir.join("signing.key");
     if key_path.exists() {
         eprintln!("keeping the existing signing key {}", key_path.display());
     } else if let Err(e) = SigningKey::generate().write_new(&key_path) {
         eprintln!("{e:#}");
-        return ExitCode::FAILURE;
+        return Ok(ExitCode::FAILURE);
     }
     let options = config::GenerateOptions {
         stream_prefix: stream_prefix(&args.server_name),
@@ -63,16 +88,40 @@ pub fn run(args: Args) -> ExitCode {
         shared_secret: common::auth::new_secret("ss"),
         rate_limits: !args.no_rate_limits,
         allow_private_outbound: args.allow_private_outbound,
+        tls,
+        trusted_ca_files,
         component_base_port: 7701,
     };
     let text = config::render(&options);
     // What we print must load; say so now rather than at first start.
     if let Err(e) = config::Config::parse(&text) {
         eprintln!("generated config does not load: {e}");
-        return ExitCode::FAILURE;
+        return Ok(ExitCode::FAILURE);
     }
     print!("{text}");
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
+}
+
+/// --tls-cert and --tls-key, both or neither, as absolute paths of files
+/// that load; checked before anything is written.
+fn tls_files(args: &Args) -> Result<Option<(PathBuf, PathBuf)>, BadFlag> {
+    let (cert, key) = match (&args.tls_cert, &args.tls_key) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => return Err(BadFlag("--tls-key: required with --tls-cert".into())),
+        (None, Some(_)) => return Err(BadFlag("--tls-cert: required with --tls-key".into())),
+        (Some(cert), Some(key)) => (absolute("--tls-cert", cert)?, absolute("--tls-key", key)?),
+    };
+    config::load_tls(Some(&cert), Some(&key)).map_err(|e| {
+        let flag = if e.field == "global.tls_certificate_path" { "--tls-cert" } else { "--tls-key" };
+        BadFlag(format!("{flag}: {e}"))
+    })?;
+    Ok(Some((cert, key)))
+}
+
+/// The config is read from anywhere, so it names files by absolute path.
+/// Symlinks are kept: certificate renewal tools swap what they point to.
+fn absolute(flag: &str, path: &Path) -> Result<PathBuf, BadFlag> {
+    std::path::absolute(path).map_err(|e| BadFlag(format!("{flag}: {}: {e}", path.display())))
 }
 
 /// A prefix unique to this deployment, so that two sharing a NATS server never meet.

@@ -1,13 +1,14 @@
 //! `homeserver run`: every component in one process, the client-server API
 //! (clientapi and syncapi routes) on one listener and the server-server API
-//! on the other.
+//! on the other, or both on one when the config gives them the same address.
+//! The server-server listener serves HTTPS when the config has a certificate.
 
 use std::{path::Path, process::ExitCode, sync::Arc};
 
 use axum::Router;
 use common::{
     Runtime, Service,
-    http::{HttpContext, finish},
+    http::{HttpContext, Listen, finish},
     runtime::{init_logging, load_config_or_exit, serve_until_stopped},
 };
 
@@ -44,6 +45,8 @@ async fn run_all(mut config: Arc<common::config::Config>) -> anyhow::Result<()> 
 }
 
 async fn serve(config: Arc<common::config::Config>) -> anyhow::Result<()> {
+    // Built once for the listener's life: renewed files take a restart.
+    let tls = config.global.tls_server_config()?;
     let rt = Runtime::new(config.clone(), "homeserver").await?;
     let services: Vec<Service> = vec![
         userapi::run(rt.clone()).await?,
@@ -62,12 +65,15 @@ async fn serve(config: Arc<common::config::Config>) -> anyhow::Result<()> {
     }
     let ctx = HttpContext::new(&config, rt.tokens.clone());
     let health = rt.health(dbs);
-    serve_until_stopped(
-        &rt,
+    let (client_listen, federation_listen) = (config.global.client_listen, config.global.federation_listen);
+    let listeners = if client_listen == federation_listen {
+        // Small deployments and SyTest give both APIs one address.
+        vec![Listen { addr: federation_listen, router: finish(client.merge(federation), ctx, health), tls }]
+    } else {
         vec![
-            (config.global.client_listen, finish(client, ctx.clone(), health.clone())),
-            (config.global.federation_listen, finish(federation, ctx, health)),
-        ],
-    )
-    .await
+            Listen::plain(client_listen, finish(client, ctx.clone(), health.clone())),
+            Listen { addr: federation_listen, router: finish(federation, ctx, health), tls },
+        ]
+    };
+    serve_until_stopped(&rt, listeners).await
 }

@@ -12,10 +12,27 @@
 //! `reqwest::Client::new()` needs rustls' process default: [`Deployment::start_with`]
 //! and [`client::Client::new`] install it ([`tls::install_default_provider`]),
 //! and a scenario that builds a reqwest client before either calls that first.
+//!
+//! Federation scenarios start deployments with [`Options::federating`]: each
+//! is named `localhost:<port>` and serves the server-server API over HTTPS
+//! with a certificate from a [`tls::TestCa`] that every deployment of the
+//! scenario trusts:
+//!
+//! ```no_run
+//! # async fn scenario() {
+//! use tests::{Deployment, Mode, Options, tls::TestCa};
+//! let ca = TestCa::new("federation test CA");
+//! let hs1 = Deployment::start_with(Options::new(Mode::Monolith).federating(&ca)).await;
+//! let hs2 = Deployment::start_with(Options::new(Mode::Polylith).federating(&ca)).await;
+//! // hs1.server_name is "localhost:<port>", hs1.federation_url "https://localhost:<port>".
+//! let keys = hs1.federation_client().get(format!("{}/_matrix/key/v2/server", hs1.federation_url));
+//! # }
+//! ```
 
 pub mod client;
 pub mod events;
 pub mod streams;
+pub mod synapse;
 pub mod tls;
 
 use std::{
@@ -26,6 +43,8 @@ use std::{
 
 use anyhow::{Context, bail};
 use common::{bus::Bus, config::Config, keys::SigningKey};
+
+use crate::tls::TestCa;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -45,16 +64,51 @@ pub struct Options {
     /// Changes to the generated config, as `dotted.path` → YAML value, e.g.
     /// `("clientapi.registration.guests", "true")`.
     pub config: Vec<(String, String)>,
+    /// Set by [`Options::federating`].
+    pub federation_ca: Option<TestCa>,
+    /// Set by [`Options::shared_listener`].
+    pub shared_listener: bool,
 }
 
 impl Options {
     pub fn new(mode: Mode) -> Self {
-        Self { mode, instances: None, embedded_nats: false, config: Vec::new() }
+        Self {
+            mode,
+            instances: None,
+            embedded_nats: false,
+            config: Vec::new(),
+            federation_ca: None,
+            shared_listener: false,
+        }
     }
 
     /// Sets a config value (YAML syntax) before the deployment starts.
     pub fn set(mut self, path: &str, yaml: &str) -> Self {
         self.config.push((path.to_owned(), yaml.to_owned()));
+        self
+    }
+
+    /// Makes a deployment other servers can reach as the spec says: named
+    /// `localhost:<federation port>` (an explicit port, so no discovery),
+    /// serving the server-server API over HTTPS with a certificate `ca`
+    /// issues for `localhost` and `127.0.0.1` (`--tls-cert`, `--tls-key`),
+    /// and trusting `ca` for its own outbound requests (`--federation-ca`).
+    /// Its `federation_url` is then `https://localhost:<port>`, which
+    /// [`Deployment::federation_client`] reaches. The deployment keeps a
+    /// clone of `ca`, so the CA's file lives as long as the deployment.
+    pub fn federating(mut self, ca: &TestCa) -> Self {
+        self.federation_ca = Some(ca.clone());
+        self
+    }
+
+    /// Serves the client-server and the server-server API on one address,
+    /// as small deployments and SyTest do: `base_url` and `federation_url`
+    /// name the same port, HTTPS when [`Options::federating`]. `base_url`
+    /// stays `127.0.0.1` (the certificate names it too), so reach it with
+    /// [`Deployment::federation_client`]: [`client::Client`] does not trust
+    /// the test CA.
+    pub fn shared_listener(mut self) -> Self {
+        self.shared_listener = true;
         self
     }
 }
@@ -88,6 +142,8 @@ pub struct Deployment {
     pub config: Config,
     pub data_dir: PathBuf,
     bin_dir: PathBuf,
+    /// The CA of [`Options::federating`], kept so its file outlives us.
+    ca: Option<TestCa>,
     monolith: Option<Child>,
     /// Instances started by [`Deployment::start_instance`], by name.
     extra: Vec<(String, Child)>,
@@ -180,12 +236,27 @@ impl Deployment {
 
     async fn try_start(options: Options) -> anyhow::Result<Deployment> {
         let suffix = random_suffix();
-        let server_name = format!("hs{}.test", &suffix[..8]);
         let data_dir = std::env::temp_dir().join(format!("hs-test-{suffix}"));
         std::fs::create_dir_all(&data_dir)?;
         let bin_dir = bin_dir();
         let postgres_db = use_postgres().then(|| format!("hs_test_{suffix}"));
-        let (client_port, federation_port) = (free_port(), free_port());
+        let client_port = free_port();
+        let federation_port = if options.shared_listener { client_port } else { free_port() };
+        let (server_name, base_url, federation_url) = match &options.federation_ca {
+            Some(_) => (
+                format!("localhost:{federation_port}"),
+                match options.shared_listener {
+                    true => format!("https://127.0.0.1:{client_port}"),
+                    false => format!("http://127.0.0.1:{client_port}"),
+                },
+                format!("https://localhost:{federation_port}"),
+            ),
+            None => (
+                format!("hs{}.test", &suffix[..8]),
+                format!("http://127.0.0.1:{client_port}"),
+                format!("http://127.0.0.1:{federation_port}"),
+            ),
+        };
 
         let mut generate = Command::new(bin_dir.join("homeserver"));
         generate
@@ -196,6 +267,14 @@ impl Deployment {
             .args(["--no-rate-limits", "--allow-private-outbound", "--open-registration"]);
         if !options.embedded_nats {
             generate.args(["--nats", &nats_url()]);
+        }
+        if let Some(ca) = &options.federation_ca {
+            let pem = ca.issue_pem(&["localhost", "127.0.0.1"]);
+            let (cert, key) = (data_dir.join("tls-cert.pem"), data_dir.join("tls-key.pem"));
+            std::fs::write(&cert, pem.chain)?;
+            std::fs::write(&key, pem.key)?;
+            generate.arg("--tls-cert").arg(&cert).arg("--tls-key").arg(&key);
+            generate.arg("--federation-ca").arg(ca.pem_path());
         }
         if let Some(db) = &postgres_db {
             generate.args(["--database", &format!("{}/{db}", postgres_admin_url())]);
@@ -215,13 +294,14 @@ impl Deployment {
 
         let mut deployment = Deployment {
             mode: options.mode,
-            base_url: format!("http://127.0.0.1:{client_port}"),
-            federation_url: format!("http://127.0.0.1:{federation_port}"),
+            base_url,
+            federation_url,
             server_name,
             config_path,
             config,
             data_dir,
             bin_dir,
+            ca: options.federation_ca,
             monolith: None,
             extra: Vec::new(),
             postgres_db,
@@ -240,6 +320,8 @@ impl Deployment {
                     .context("cannot start homeserver run")?;
                 deployment.monolith = Some(child);
                 deployment.wait_healthy(&deployment.base_url.clone()).await?;
+                // Its own listener, which a scenario may call first.
+                deployment.wait_healthy(&deployment.federation_url.clone()).await?;
             }
             Mode::Polylith => {
                 let mut up = Command::new(repo_root().join("deploy/local/up.sh"));
@@ -262,7 +344,7 @@ impl Deployment {
     }
 
     async fn wait_healthy(&mut self, base_url: &str) -> anyhow::Result<()> {
-        let client = reqwest::Client::new();
+        let client = self.federation_client();
         for _ in 0..300 {
             if let Ok(response) = client.get(format!("{base_url}/health")).send().await
                 && response.status().is_success()
@@ -295,6 +377,16 @@ impl Deployment {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// A client for `federation_url` (and for `base_url` on a shared
+    /// listener): it trusts the test CA of [`Options::federating`], and is
+    /// a plain client for a deployment that does not federate.
+    pub fn federation_client(&self) -> reqwest::Client {
+        match &self.ca {
+            Some(ca) => ca.client(),
+            None => reqwest::Client::new(),
+        }
     }
 
     /// The server's signing key, as a component would load it.

@@ -1,7 +1,9 @@
-//! HTTPS for the servers a scenario runs in place of a remote party (a push
-//! gateway, later a federation peer): a certificate authority made for the
-//! test, server certificates it signs, and a listener that serves an axum
-//! router over TLS. Everything uses rustls' ring provider, as the homeserver does.
+//! HTTPS for test servers: a certificate authority made for the test, the
+//! server certificates it signs (for deployments that federate, and for the
+//! servers a scenario runs in place of a remote party, such as a push
+//! gateway), a listener that serves an axum router over TLS, and clients
+//! that trust the CA. Everything uses rustls' ring provider, as the
+//! homeserver does.
 
 use std::{
     io,
@@ -10,7 +12,9 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, Certificate, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::mpsc,
@@ -18,7 +22,7 @@ use tokio::{
 use tokio_rustls::{
     TlsAcceptor,
     rustls::{
-        ServerConfig,
+        ClientConfig, RootCertStore, ServerConfig,
         crypto::ring,
         pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer},
     },
@@ -35,10 +39,25 @@ pub fn install_default_provider() {
 }
 
 /// A self-signed certificate authority for one test, with its certificate
-/// in a PEM file (removed on drop) that a config can name.
+/// in a PEM file that a config can name. Clones share the CA; the file is
+/// removed when the last clone is dropped, so a deployment that trusts the
+/// CA keeps a clone.
+#[derive(Clone)]
 pub struct TestCa {
+    inner: Arc<Ca>,
+}
+
+struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
     pem_path: PathBuf,
+}
+
+/// A server certificate issued by a [`TestCa`], as PEM.
+pub struct ServerPem {
+    /// The server's certificate, then the CA's.
+    pub chain: String,
+    /// Its private key (PKCS#8).
+    pub key: String,
 }
 
 impl TestCa {
@@ -51,24 +70,37 @@ impl TestCa {
         let issuer = CertifiedIssuer::self_signed(params, key).expect("a self-signed CA certificate");
         let pem_path = std::env::temp_dir().join(format!("hs-test-ca-{:016x}.pem", rand::random::<u64>()));
         std::fs::write(&pem_path, issuer.pem()).expect("the CA certificate is written");
-        TestCa { issuer, pem_path }
+        TestCa { inner: Arc::new(Ca { issuer, pem_path }) }
     }
 
     /// The CA certificate as a PEM file.
     pub fn pem_path(&self) -> &Path {
-        &self.pem_path
+        &self.inner.pem_path
     }
 
-    /// A server config presenting a certificate this CA signed for `names`
-    /// (DNS names or IP addresses), followed by the CA's own.
-    pub fn server_config(&self, names: &[&str]) -> Arc<ServerConfig> {
+    /// A certificate this CA signs for `names` (DNS names or IP addresses), and its key.
+    fn issue(&self, names: &[&str]) -> (Certificate, KeyPair) {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).expect("valid names");
         params.distinguished_name.push(DnType::CommonName, "test server");
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate().expect("a server key");
-        let cert = params.signed_by(&key, &self.issuer).expect("a server certificate");
-        let chain = vec![cert.der().clone(), self.issuer.der().clone()];
+        let cert = params.signed_by(&key, &self.inner.issuer).expect("a server certificate");
+        (cert, key)
+    }
+
+    /// A server certificate for `names` as PEM, for a server that reads
+    /// files (the homeserver's `--tls-cert` and `--tls-key`).
+    pub fn issue_pem(&self, names: &[&str]) -> ServerPem {
+        let (cert, key) = self.issue(names);
+        ServerPem { chain: format!("{}{}", cert.pem(), self.inner.issuer.pem()), key: key.serialize_pem() }
+    }
+
+    /// A server config presenting a certificate this CA signed for `names`
+    /// (DNS names or IP addresses), followed by the CA's own.
+    pub fn server_config(&self, names: &[&str]) -> Arc<ServerConfig> {
+        let (cert, key) = self.issue(names);
+        let chain = vec![cert.der().clone(), self.inner.issuer.der().clone()];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
             .with_safe_default_protocol_versions()
@@ -79,9 +111,23 @@ impl TestCa {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Arc::new(config)
     }
+
+    /// A reqwest client that trusts this CA and no other, speaking HTTP/1.1
+    /// as the homeserver does; plain `http://` URLs work with it too.
+    pub fn client(&self) -> reqwest::Client {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.inner.issuer.der().clone()).expect("the CA certificate is a trust anchor");
+        let mut tls = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        reqwest::Client::builder().tls_backend_preconfigured(tls).build().expect("a reqwest client")
+    }
 }
 
-impl Drop for TestCa {
+impl Drop for Ca {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.pem_path);
     }

@@ -4,6 +4,7 @@
 mod error;
 mod ratelimit;
 mod ruma;
+pub mod tls;
 mod xmatrix;
 
 use std::{
@@ -166,13 +167,46 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     response
 }
 
-/// Serves `router` on `addr` until `shutdown`, then finishes the requests in hand.
-pub async fn serve(addr: SocketAddr, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// An address to serve routes on: plain HTTP, or HTTPS with `tls`.
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub router: Router,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Listen {
+    pub fn plain(addr: SocketAddr, router: Router) -> Self {
+        Self { addr, router, tls: None }
+    }
+}
+
+/// Serves until `shutdown`, then finishes the requests in hand. Handlers
+/// see the TCP peer as `ConnectInfo<SocketAddr>`, over TLS or not.
+pub async fn serve(Listen { addr, router, tls }: Listen, shutdown: CancellationToken) -> anyhow::Result<()> {
     use anyhow::Context;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(%addr, "listening");
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .with_context(|| format!("HTTP server on {addr} failed"))
+    let stopped = async move { shutdown.cancelled().await };
+    let served = match tls {
+        None => {
+            tracing::info!(%addr, "listening");
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        Some(config) => {
+            tracing::info!(%addr, "listening (HTTPS)");
+            let listener = tls::TlsListener::new(listener, config)?;
+            // axum provides ConnectInfo only for the listeners it knows, so
+            // it is added here as into_make_service_with_connect_info does.
+            let make_service = tower::service_fn(move |incoming: axum::serve::IncomingStream<'_, tls::TlsListener>| {
+                let peer = axum::extract::ConnectInfo(*incoming.remote_addr());
+                std::future::ready(Ok::<_, std::convert::Infallible>(tower::Layer::layer(
+                    &Extension(peer),
+                    router.clone(),
+                )))
+            });
+            axum::serve(listener, make_service).with_graceful_shutdown(stopped).await
+        }
+    };
+    served.with_context(|| format!("HTTP server on {addr} failed"))
 }
