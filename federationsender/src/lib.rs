@@ -1,9 +1,27 @@
-//! Every outbound server-server request: queues, transactions, joins, queries.
+//! Every outbound server-server request: discovery, signing and sending
+//! (`client/`), other servers' keys (`keys/`), and the questions other
+//! components ask about them (`rpc.rs`).
+
+pub mod client;
+pub mod keys;
+mod rpc;
+mod storage;
 
 use common::{Runtime, Service};
 
 pub async fn run(rt: Runtime) -> anyhow::Result<Service> {
-    let db = rt.database("federationsender", &[]).await?;
+    let db = rt.database("federationsender", storage::MIGRATIONS).await?;
+    let client = client::FederationClient::new(&rt)?;
+    let global = &rt.config.global;
+    let keys = keys::KeyRing::new(
+        global.server_name.clone(),
+        (rt.key.key_id(), rt.key.public_key()),
+        client.clone(),
+        storage::ServerKeys::new(db.clone()),
+        global.trusted_key_servers.clone(),
+    );
+    let max_payload = rt.bus.client().server_info().max_payload;
+    rpc::start(&rt, &rpc::Handlers { client, keys, max_payload });
     Ok(Service {
         name: "federationsender",
         client_routes: axum::Router::new(),

@@ -1,0 +1,10 @@
+//! federationsender's tables.
+
+mod server_keys;
+
+pub use server_keys::{ServerKeys, SignedKeys, StoredKey};
+
+use common::storage::Migration;
+
+pub const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "server keys", sql: include_str!("migrations/0001_server_keys.sql") }];
