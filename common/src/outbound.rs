@@ -120,10 +120,18 @@ impl OutboundClient {
     /// The client the config asks for: `allow_private_outbound` and
     /// `outbound_trusted_ca_files` of `global`.
     pub fn new(global: &Global) -> anyhow::Result<Self> {
-        Self::build(global.allow_private_outbound, &global.outbound_trusted_ca_files)
+        Self::build(global.allow_private_outbound, &global.outbound_trusted_ca_files, None)
     }
 
-    fn build(allow_private: bool, ca_files: &[PathBuf]) -> anyhow::Result<Self> {
+    /// The same client, resolving names with `resolver`: for a caller that
+    /// decides itself where a name leads (federation's server discovery).
+    /// The resolver must drop private addresses itself unless
+    /// `allow_private_outbound`; literal addresses are still checked here.
+    pub fn with_resolver(global: &Global, resolver: Arc<dyn Resolve>) -> anyhow::Result<Self> {
+        Self::build(global.allow_private_outbound, &global.outbound_trusted_ca_files, Some(resolver))
+    }
+
+    fn build(allow_private: bool, ca_files: &[PathBuf], resolver: Option<Arc<dyn Resolve>>) -> anyhow::Result<Self> {
         // The provider is given here rather than installed as the process
         // default: nothing global to race on or to find already taken when
         // several components build clients in one process.
@@ -141,7 +149,9 @@ impl OutboundClient {
             // A redirect could lead to an address we would refuse.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("homeserver/", env!("CARGO_PKG_VERSION")));
-        if !allow_private {
+        if let Some(resolver) = resolver {
+            builder = builder.dns_resolver(resolver);
+        } else if !allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnly));
         }
         Ok(Self { client: builder.build()?, allow_private })
@@ -209,7 +219,7 @@ mod tests {
     #[tokio::test]
     async fn private_destinations_are_refused_unless_allowed() {
         let addr = local_server().await;
-        let refusing = OutboundClient::build(false, &[]).unwrap();
+        let refusing = OutboundClient::build(false, &[], None).unwrap();
         for scheme in ["http", "https"] {
             for url in [format!("{scheme}://{addr}/"), format!("{scheme}://localhost:{}/", addr.port())] {
                 let request = refusing.client().get(&url).build().unwrap();
@@ -218,7 +228,7 @@ mod tests {
                 assert!(err.contains("private address") || err.contains("no public address"), "{url}: {err}");
             }
         }
-        let allowing = OutboundClient::build(true, &[]).unwrap();
+        let allowing = OutboundClient::build(true, &[], None).unwrap();
         let request = allowing.client().get(format!("http://localhost:{}/", addr.port())).build().unwrap();
         assert_eq!(allowing.execute(request).await.unwrap().status(), 200);
     }
@@ -237,7 +247,7 @@ mod tests {
         {
             let err = format!("{:#}", load_ca_file(path).unwrap_err());
             assert!(err.contains(expected) && err.contains(&path.display().to_string()), "{err}");
-            assert!(OutboundClient::build(true, std::slice::from_ref(path)).is_err());
+            assert!(OutboundClient::build(true, std::slice::from_ref(path), None).is_err());
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -35,13 +35,16 @@ fn has_body(sync: &Value, room_id: &str, body: &str) -> bool {
 
 fn has_member(sync: &Value, room_id: &str, user_id: &str, membership: &str) -> bool {
     joined_room(sync, room_id).is_some_and(|room| {
-        room["timeline"]["events"].as_array().into_iter().flatten().chain(room["state"]["events"].as_array().into_iter().flatten()).any(
-            |event| {
+        room["timeline"]["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(room["state"]["events"].as_array().into_iter().flatten())
+            .any(|event| {
                 event["type"] == "m.room.member"
                     && event["state_key"] == user_id
                     && event["content"]["membership"] == membership
-            },
-        )
+            })
     })
 }
 
@@ -71,7 +74,10 @@ async fn join_by_alias_and_talk_both_ways() {
 
     // Both servers hold the same state: bob's server lists alice's room members.
     let members = bob.get(&format!("/rooms/{}/joined_members", enc(&room_id))).await.expect(200);
-    assert!(members["joined"].get(&alice.user_id).is_some() && members["joined"].get(&bob.user_id).is_some(), "{members}");
+    assert!(
+        members["joined"].get(&alice.user_id).is_some() && members["joined"].get(&bob.user_id).is_some(),
+        "{members}"
+    );
 
     bob.post(&format!("/rooms/{}/leave", enc(&room_id)), json!({})).await.expect(200);
     sync_until(&alice, None, |sync| has_member(sync, &room_id, &bob.user_id, "leave")).await;
@@ -89,7 +95,11 @@ async fn invites_across_servers_accepted_and_rejected() {
         let sync = sync_until(invitee, None, |sync| sync["rooms"]["invite"].get(&room_id).is_some()).await;
         let invite_state = &sync["rooms"]["invite"][&room_id]["invite_state"]["events"];
         assert!(
-            invite_state.as_array().into_iter().flatten().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "secret plans"),
+            invite_state
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "secret plans"),
             "the invitee sees the room's name: {sync}"
         );
     }
@@ -103,7 +113,10 @@ async fn invites_across_servers_accepted_and_rejected() {
     // her rejection is an ordinary leave.
     carol.post(&format!("/rooms/{}/leave", enc(&room_id)), json!({})).await.expect(200);
     sync_until(&alice, None, |sync| has_member(sync, &room_id, &carol.user_id, "leave")).await;
-    let sync = sync_until(&carol, None, |sync| sync["rooms"]["leave"].get(&room_id).is_some() || sync["rooms"]["invite"].get(&room_id).is_none()).await;
+    let sync = sync_until(&carol, None, |sync| {
+        sync["rooms"]["leave"].get(&room_id).is_some() || sync["rooms"]["invite"].get(&room_id).is_none()
+    })
+    .await;
     assert!(sync["rooms"]["invite"].get(&room_id).is_none(), "carol's invite is gone: {sync}");
 }
 
@@ -164,9 +177,17 @@ async fn profiles_aliases_and_public_rooms_of_the_other_server() {
     bob.get(&format!("/directory/room/{}", enc(&missing))).await.expect_error(404, "M_NOT_FOUND");
 
     let rooms = bob.get(&format!("/publicRooms?server={}", enc(&hs1.server_name))).await.expect(200);
-    assert!(rooms["chunk"].as_array().is_some_and(|c| c.iter().any(|r| r["room_id"] == room_id.as_str() && r["name"] == "Town square")), "{rooms}");
+    assert!(
+        rooms["chunk"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|r| r["room_id"] == room_id.as_str() && r["name"] == "Town square")),
+        "{rooms}"
+    );
     let filtered = bob
-        .post(&format!("/publicRooms?server={}", enc(&hs1.server_name)), json!({"filter": {"generic_search_term": "square"}}))
+        .post(
+            &format!("/publicRooms?server={}", enc(&hs1.server_name)),
+            json!({"filter": {"generic_search_term": "square"}}),
+        )
         .await
         .expect(200);
     assert_eq!(filtered["chunk"].as_array().map(Vec::len), Some(1), "{filtered}");

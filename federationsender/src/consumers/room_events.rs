@@ -14,7 +14,7 @@ use common::{
 };
 use ruma::{OwnedEventId, UserId, events::TimelineEventType};
 
-use crate::queue::{Queues, storage::QueueStore};
+use crate::{queue::Queues, storage::QueueStore};
 
 pub fn start(rt: &Runtime, store: QueueStore, queues: Queues) {
     let spec = ConsumerSpec {

@@ -7,8 +7,6 @@
 //! it comes back (or contacts us) with a long queue, it gets only the newest
 //! event of each room and fetches the rest itself, instead of the backlog.
 
-pub mod storage;
-
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
@@ -18,7 +16,7 @@ use std::{
 use common::{
     Runtime,
     api::federationsender::{HeardFrom, heard_from_subject},
-    federation,
+    federation::{self, FederationError},
     storage::now_ms,
 };
 use futures::StreamExt;
@@ -29,7 +27,10 @@ use ruma::{
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
-use storage::{Backoff, QueueStore, Queued};
+use crate::{
+    client::{FederationClient, SendError},
+    storage::{Backoff, QueueStore, Queued},
+};
 
 /// The spec's bound on the PDUs of one transaction.
 const MAX_PDUS: i64 = 50;
@@ -52,6 +53,7 @@ pub struct Queues(Arc<Inner>);
 struct Inner {
     rt: Runtime,
     store: QueueStore,
+    client: FederationClient,
     /// Destinations this instance is sending to now.
     active: Mutex<HashSet<OwnedServerName>>,
     /// Wakes the scanner (new events queued).
@@ -66,10 +68,11 @@ fn lease_name(destination: &ServerName) -> String {
 }
 
 impl Queues {
-    pub fn start(rt: &Runtime, store: QueueStore) -> Queues {
+    pub fn start(rt: &Runtime, store: QueueStore, client: FederationClient) -> Queues {
         let queues = Queues(Arc::new(Inner {
             rt: rt.clone(),
             store,
+            client,
             active: Mutex::new(HashSet::new()),
             scan: Notify::new(),
             waiting: Mutex::new(HashMap::new()),
@@ -181,7 +184,7 @@ impl Queues {
     /// One transaction. Its id is a digest of what it holds, so a retry of
     /// the same events is recognised by the receiver, and other events never
     /// reuse an id.
-    async fn send(&self, destination: &ServerName, batch: &[Queued]) -> Result<(), federation::FederationError> {
+    async fn send(&self, destination: &ServerName, batch: &[Queued]) -> Result<(), FederationError> {
         let mut digest = Sha256::new();
         for queued in batch {
             digest.update(queued.event_id.as_str().as_bytes());
@@ -194,7 +197,12 @@ impl Queues {
             .iter()
             .filter_map(|queued| serde_json::value::RawValue::from_string(queued.json.clone()).ok())
             .collect();
-        let response = federation::request_within(&self.0.rt.bus, destination, request, SEND_TIMEOUT).await?;
+        let mut outgoing = federation::encode(destination, request)?;
+        outgoing.timeout_ms = Some(SEND_TIMEOUT.as_millis() as u64);
+        let answer = self.0.client.send(&outgoing).await.map_err(|e| match e {
+            SendError::Invalid(message) | SendError::Unreachable(message) => FederationError::Unreachable(message),
+        })?;
+        let response: send_transaction_message::v1::Response = federation::decode(answer)?;
         for (event_id, result) in response.pdus {
             if let Err(error) = result {
                 // The receiver has decided: sending it again changes nothing.
