@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod events;
+pub mod remote;
 pub mod streams;
 pub mod tls;
 
