@@ -23,7 +23,11 @@ pub async fn run(rt: Runtime) -> anyhow::Result<Service> {
         storage::ServerKeys::new(db.clone()),
         global.trusted_key_servers.clone(),
     );
-    let max_payload = rt.bus.client().server_info().max_payload;
+    // The server says how large a message may be; NATS's default if it has not.
+    let max_payload = match rt.bus.client().server_info().max_payload {
+        0 => client::MAX_RESPONSE_BYTES,
+        given => given,
+    };
     rpc::start(&rt, &rpc::Handlers { client: client.clone(), keys, max_payload });
     let store = storage::QueueStore::new(db.clone());
     let queues = queue::Queues::start(&rt, store.clone(), client);

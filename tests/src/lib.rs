@@ -31,6 +31,7 @@
 
 pub mod client;
 pub mod events;
+pub mod remote;
 pub mod streams;
 pub mod synapse;
 pub mod tls;

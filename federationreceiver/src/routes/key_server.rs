@@ -1,20 +1,32 @@
-//! Our signing keys: `GET /_matrix/key/v2/server` (signed by themselves), and
-//! the notary endpoints `/_matrix/key/v2/query`, which for now know our own
-//! server only: other servers' keys come with outbound key fetching.
+//! Signing keys: `GET /_matrix/key/v2/server` (ours, signed by ourselves),
+//! and the notary endpoints `GET /_matrix/key/v2/query/{serverName}` and
+//! `POST /_matrix/key/v2/query`, which answer ours and, from
+//! federationsender (`QueryNotaryKeys`), other servers' as they signed them,
+//! each co-signed by us.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use axum::extract::State;
 use common::{
     Runtime,
+    api::federationsender::{QueryNotaryKeys, QueryNotaryKeysRequest},
     http::{MatrixError, Ruma, RumaResponse},
 };
 use ruma::{
-    CanonicalJsonObject,
-    api::federation::discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys},
+    CanonicalJsonObject, OwnedServerName,
+    api::federation::discovery::{
+        ServerSigningKeys, get_remote_server_keys, get_remote_server_keys_batch, get_server_keys,
+    },
     serde::Raw,
 };
 use serde_json::json;
+
+/// How long a notary question may take: federationsender may have to fetch
+/// from several servers, each within its own time limit.
+const NOTARY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn get_server_keys(
     State(rt): State<Runtime>,
@@ -27,19 +39,53 @@ pub async fn query_keys_batch(
     State(rt): State<Runtime>,
     Ruma { body: request, .. }: Ruma<get_remote_server_keys_batch::v2::Request>,
 ) -> Result<RumaResponse<get_remote_server_keys_batch::v2::Response>, MatrixError> {
-    let wanted = request.server_keys.contains_key(&rt.config.global.server_name);
-    let keys = if wanted { vec![own_keys(&rt)?.cast_unchecked()] } else { Vec::new() };
-    Ok(RumaResponse(get_remote_server_keys_batch::v2::Response::new(keys)))
+    let wanted = request
+        .server_keys
+        .into_iter()
+        .map(|(server, criteria)| {
+            let criteria = criteria
+                .into_iter()
+                .map(|(key_id, c)| (key_id.to_string(), c.minimum_valid_until_ts.map(|ts| u64::from(ts.get()))))
+                .collect();
+            (server, criteria)
+        })
+        .collect();
+    Ok(RumaResponse(get_remote_server_keys_batch::v2::Response::new(notary_answer(&rt, wanted).await?)))
 }
 
-/// `GET /_matrix/key/v2/query/{serverName}`.
+/// `GET /_matrix/key/v2/query/{serverName}`. Its `minimum_valid_until_ts`
+/// is not passed on: `QueryNotaryKeys` carries a minimum per key id only,
+/// and this asks for every key, so federationsender's default (now) holds.
 pub async fn query_keys(
     State(rt): State<Runtime>,
     Ruma { body: request, .. }: Ruma<get_remote_server_keys::v2::Request>,
 ) -> Result<RumaResponse<get_remote_server_keys::v2::Response>, MatrixError> {
-    let wanted = request.server_name == rt.config.global.server_name;
-    let keys = if wanted { vec![own_keys(&rt)?.cast_unchecked()] } else { Vec::new() };
-    Ok(RumaResponse(get_remote_server_keys::v2::Response::new(keys)))
+    let wanted = BTreeMap::from([(request.server_name, BTreeMap::new())]);
+    Ok(RumaResponse(get_remote_server_keys::v2::Response::new(notary_answer(&rt, wanted).await?)))
+}
+
+/// Our own keys if asked, and the other servers' from federationsender,
+/// each signed by us as well.
+async fn notary_answer(
+    rt: &Runtime,
+    mut wanted: BTreeMap<OwnedServerName, BTreeMap<String, Option<u64>>>,
+) -> Result<Vec<Raw<ServerSigningKeys>>, MatrixError> {
+    let own_name = &rt.config.global.server_name;
+    let mut answers = Vec::new();
+    if wanted.remove(own_name).is_some() {
+        answers.push(own_keys(rt)?.cast_unchecked());
+    }
+    if wanted.is_empty() {
+        return Ok(answers);
+    }
+    let request = QueryNotaryKeysRequest { server_keys: wanted };
+    let response = rt.bus.call_within::<QueryNotaryKeys>(&request, NOTARY_TIMEOUT).await?;
+    for keys in response.server_keys {
+        let mut object: CanonicalJsonObject = serde_json::from_str(keys.get()).map_err(MatrixError::internal)?;
+        rt.key.sign_json(own_name.as_str(), &mut object)?;
+        answers.push(Raw::new(&object).map_err(MatrixError::internal)?.cast_unchecked());
+    }
+    Ok(answers)
 }
 
 /// Our current key, valid for the configured period from now, self-signed.

@@ -169,8 +169,11 @@ pub struct Discovery {
     allow_private: bool,
     /// Host → its delegation and until when it holds. DNS answers are
     /// cached by the resolver itself, under their TTLs.
-    delegations: Arc<Mutex<HashMap<String, (Option<OwnedServerName>, Instant)>>>,
+    delegations: Arc<Mutex<HashMap<String, Delegation>>>,
 }
+
+/// A host's well-known delegation (None: it has none) and until when it holds.
+type Delegation = (Option<OwnedServerName>, Instant);
 
 impl Discovery {
     pub fn new(dns: Arc<dyn Dns>, well_known: Arc<dyn WellKnownSource>, allow_private: bool) -> Self {

@@ -13,7 +13,8 @@ use std::{
 use futures::future::BoxFuture;
 use hickory_resolver::{
     TokioResolver,
-    net::NetError,
+    config::ResolverConfig,
+    net::{NetError, runtime::TokioRuntimeProvider},
     proto::rr::{RData, RecordType},
 };
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -27,7 +28,19 @@ pub struct SystemDns {
 
 impl SystemDns {
     pub fn new() -> anyhow::Result<Self> {
-        Ok(Self { resolver: TokioResolver::builder_tokio()?.build()? })
+        let builder = match TokioResolver::builder_tokio() {
+            Ok(builder) => builder,
+            Err(error) => {
+                // Rather than some public resolver of hickory's choosing:
+                // IP literals and the hosts file still work.
+                tracing::warn!(%error, "no system DNS configuration: only IP literals and the hosts file resolve");
+                TokioResolver::builder_with_config(
+                    ResolverConfig::from_parts(None, Vec::new(), Vec::new()),
+                    TokioRuntimeProvider::default(),
+                )
+            }
+        };
+        Ok(Self { resolver: builder.build()? })
     }
 }
 

@@ -55,8 +55,8 @@ struct Inner {
     client: FederationClient,
     store: ServerKeys,
     notaries: Vec<OwnedServerName>,
-    /// (server, key id) → when it was last looked for in vain.
-    missing: Mutex<HashMap<(OwnedServerName, String), Instant>>,
+    /// (server, key id) → when it was last looked for in vain, and why.
+    missing: Mutex<HashMap<(OwnedServerName, String), (Instant, String)>>,
     /// Server → the fetch under way; what it yields is why it fell short.
     fetches: Mutex<HashMap<OwnedServerName, Fetch>>,
 }
@@ -123,9 +123,19 @@ impl KeyRing {
         if wanted.is_empty() {
             return Ok(found);
         }
-        let lookable: Vec<String> = wanted.into_iter().filter(|id| !self.recently_missing(server, id)).collect();
+        let mut earlier = Vec::new();
+        let lookable: Vec<String> = wanted
+            .into_iter()
+            .filter(|id| match self.recently_missing(server, id) {
+                Some(why) => {
+                    earlier.push(format!("looked for in vain a moment ago ({why})"));
+                    false
+                }
+                None => true,
+            })
+            .collect();
         if lookable.is_empty() {
-            return self.found_or_not(server, key_ids, found, vec!["looked for in vain a moment ago".to_owned()]);
+            return self.found_or_not(server, key_ids, found, earlier);
         }
         let problems = self.fetch(server, &lookable).await;
         let found = usable(&self.inner.store.keys_of(server.as_str()).await?, key_ids, ts);
@@ -137,9 +147,9 @@ impl KeyRing {
         if !still_missing.is_empty() {
             let now = Instant::now();
             let mut missing = self.inner.missing.lock().expect("not poisoned");
-            missing.retain(|_, at| now.duration_since(*at) < MISSING_FOR);
+            missing.retain(|_, (at, _)| now.duration_since(*at) < MISSING_FOR);
             for id in still_missing {
-                missing.insert((server.to_owned(), id.clone()), now);
+                missing.insert((server.to_owned(), id.clone()), (now, problems.join("; ")));
             }
         }
         self.found_or_not(server, key_ids, found, problems)
@@ -160,9 +170,11 @@ impl KeyRing {
         Err(RemoteError::new(RemoteErrorKind::NotFound, format!("{which} of {server} can be had{why}")))
     }
 
-    fn recently_missing(&self, server: &ServerName, key_id: &str) -> bool {
+    /// Why `key_id` could not be had, if that was less than [`MISSING_FOR`] ago.
+    fn recently_missing(&self, server: &ServerName, key_id: &str) -> Option<String> {
         let missing = self.inner.missing.lock().expect("not poisoned");
-        missing.get(&(server.to_owned(), key_id.to_owned())).is_some_and(|at| at.elapsed() < MISSING_FOR)
+        let (at, why) = missing.get(&(server.to_owned(), key_id.to_owned()))?;
+        (at.elapsed() < MISSING_FOR).then(|| why.clone())
     }
 
     /// Fetches `server`'s keys, or joins the fetch under way; returns what
@@ -333,15 +345,12 @@ impl KeyRing {
                 }
             })
             .collect();
-        let refetch = stale.iter().filter(|server| !self.recently_missing(server, ANY_KEY));
+        let refetch = stale.iter().filter(|server| self.recently_missing(server, ANY_KEY).is_none());
         let fetches = refetch.map(|server| async move {
             let problems = self.fetch(server, &[ANY_KEY.to_owned()]).await;
             if !problems.is_empty() {
-                self.inner
-                    .missing
-                    .lock()
-                    .expect("not poisoned")
-                    .insert(((*server).to_owned(), ANY_KEY.to_owned()), Instant::now());
+                let mut missing = self.inner.missing.lock().expect("not poisoned");
+                missing.insert(((*server).to_owned(), ANY_KEY.to_owned()), (Instant::now(), problems.join("; ")));
             }
         });
         futures::future::join_all(fetches).await;

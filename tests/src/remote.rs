@@ -1,0 +1,163 @@
+//! A fake remote homeserver for federation scenarios, in the test process:
+//! HTTPS on loopback with a certificate of the test's CA (see `tls.rs`),
+//! named `localhost:<port>`. It serves `/_matrix/key/v2/server` signed with
+//! a key of its own (or whatever the scenario makes it serve), counting the
+//! fetches, and records every other request, answering what the scenario
+//! set for its path (404 `M_UNRECOGNIZED` otherwise).
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, Method, StatusCode, Uri},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use common::keys::SigningKey;
+use ruma::CanonicalJsonObject;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::tls::{TestCa, TlsListener};
+
+/// One request the fake received, as it arrived.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: Method,
+    /// Path and query.
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Recorded {
+    /// The request as `http::Request`, for ruma's X-Matrix checks.
+    pub fn http_request(&self) -> axum::http::Request<Vec<u8>> {
+        axum::http::Request::builder()
+            .method(self.method.clone())
+            .uri(&self.uri)
+            .body(self.body.to_vec())
+            .expect("a request that arrived can be rebuilt")
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    key_fetches: AtomicUsize,
+    /// What `/_matrix/key/v2/server` serves; None: a fresh signed response.
+    keys: Mutex<Option<Value>>,
+    replies: Mutex<HashMap<String, (u16, Value)>>,
+    recorded: Mutex<Vec<Recorded>>,
+}
+
+pub struct RemoteServer {
+    /// `localhost:<port>`.
+    pub server_name: String,
+    pub key: Arc<SigningKey>,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_millis() as u64
+}
+
+impl RemoteServer {
+    /// Starts serving, with a certificate from `ca` for localhost and 127.0.0.1.
+    pub async fn start(ca: &TestCa) -> RemoteServer {
+        let listener = TlsListener::bind(ca.server_config(&["localhost", "127.0.0.1"])).await;
+        let port = axum::serve::Listener::local_addr(&listener).expect("a bound address").port();
+        let server_name = format!("localhost:{port}");
+        let key = Arc::new(SigningKey::generate());
+        let shared = Arc::new(Shared::default());
+        let state = (shared.clone(), server_name.clone(), key.clone());
+        let router = Router::new().route("/_matrix/key/v2/server", get(server_keys)).fallback(record).with_state(state);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        RemoteServer { server_name, key, shared, task }
+    }
+
+    /// How many times `/_matrix/key/v2/server` was fetched.
+    pub fn key_fetches(&self) -> usize {
+        self.shared.key_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Serves `body` as `/_matrix/key/v2/server` from now on.
+    pub fn serve_keys(&self, body: Value) {
+        *self.shared.keys.lock().expect("not poisoned") = Some(body);
+    }
+
+    /// A key response for `server_name` listing `key` (valid for a day)
+    /// and `old` keys (key id, key, expired_ts), signed by `signer`.
+    pub fn key_response(
+        server_name: &str,
+        key: &SigningKey,
+        old: &[(&str, &SigningKey, u64)],
+        signer: &SigningKey,
+    ) -> Value {
+        let old: serde_json::Map<String, Value> = old
+            .iter()
+            .map(|(id, key, expired_ts)| {
+                (id.to_string(), json!({ "key": key.public_key().encode(), "expired_ts": expired_ts }))
+            })
+            .collect();
+        let mut object: CanonicalJsonObject = serde_json::from_value(json!({
+            "server_name": server_name,
+            "verify_keys": { key.key_id(): { "key": key.public_key().encode() } },
+            "old_verify_keys": old,
+            "valid_until_ts": now_ms() + Duration::from_secs(24 * 3600).as_millis() as u64,
+        }))
+        .expect("a JSON object");
+        signer.sign_json(server_name, &mut object).expect("signs");
+        serde_json::to_value(object).expect("JSON")
+    }
+
+    /// Answers `status` and `body` to requests for `path` (without query).
+    pub fn reply(&self, path: &str, status: u16, body: Value) {
+        self.shared.replies.lock().expect("not poisoned").insert(path.to_owned(), (status, body));
+    }
+
+    /// Every request but key fetches, in order of arrival.
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.shared.recorded.lock().expect("not poisoned").clone()
+    }
+}
+
+impl Drop for RemoteServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type AppState = (Arc<Shared>, String, Arc<SigningKey>);
+
+async fn server_keys(State((shared, server_name, key)): State<AppState>) -> Json<Value> {
+    shared.key_fetches.fetch_add(1, Ordering::SeqCst);
+    let served = shared.keys.lock().expect("not poisoned").clone();
+    Json(served.unwrap_or_else(|| RemoteServer::key_response(&server_name, &key, &[], &key)))
+}
+
+async fn record(
+    State((shared, ..)): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path_and_query = uri.path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_else(|| "/".into());
+    shared.recorded.lock().expect("not poisoned").push(Recorded { method, uri: path_and_query, headers, body });
+    let reply = shared.replies.lock().expect("not poisoned").get(uri.path()).cloned();
+    let (status, body) = reply.unwrap_or((404, json!({ "errcode": "M_UNRECOGNIZED", "error": "nothing here" })));
+    (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Json(body)).into_response()
+}
