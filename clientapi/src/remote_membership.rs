@@ -8,7 +8,9 @@
 use std::{collections::HashSet, time::Duration};
 
 use common::{
-    api::roomserver::{InputKind, InputRoomEvent, InputVerdict, SUPPORTED_ROOM_VERSIONS},
+    api::roomserver::{
+        InputKind, InputRoomEvent, InputVerdict, QueryEvents, QueryEventsRequest, SUPPORTED_ROOM_VERSIONS,
+    },
     federation::{self, FederationError},
     http::MatrixError,
     pdu::{self, BuiltEvent, Pdu},
@@ -206,6 +208,16 @@ async fn store_join(
         reply_to: None,
         resend: 0,
     };
+    // What the roomserver has already (the invite or knock that led here) is
+    // not sent again: its stream would drop the repeat as a duplicate, and
+    // no verdict would come.
+    let ids: Vec<OwnedEventId> = events.iter().map(Pdu::owned_id).collect();
+    let mut known = HashSet::new();
+    for chunk in ids.chunks(1000) {
+        let request = QueryEventsRequest { event_ids: chunk.to_vec() };
+        known.extend(app.rt.bus.call::<QueryEvents>(&request).await?.events.into_iter().map(|e| e.event_id));
+    }
+    events.retain(|event| !known.contains(event.id()));
     let mut inputs: Vec<InputRoomEvent> =
         pdu::auth_order(events).iter().map(|event| input(event, InputKind::Outlier, None)).collect();
     let join = pdu::received(&join_event, version).map_err(MatrixError::internal)?;

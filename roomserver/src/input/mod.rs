@@ -104,6 +104,12 @@ impl Processor {
         }
         let auth_rows = self.store.events.get_many(&auth_ids).await?;
         if let Some(missing) = auth_ids.iter().find(|id| !auth_rows.contains_key(*id)) {
+            // An invite to a room this server is not in (or our user's answer
+            // to one) cannot be checked against a room we do not have: its
+            // signatures are all there is, as for every server.
+            if msg.kind == InputKind::Outlier && self.local_membership_outside(&pdu, &room_id).await? {
+                return self.store_outlier(msg, &pdu, &room_id).await;
+            }
             return Ok(Verdict::Rejected(format!("auth event {missing} is unknown here")));
         }
         let auth: HashMap<OwnedEventId, Pdu> = auth_rows
@@ -130,6 +136,17 @@ impl Processor {
             return self.store_outlier(msg, &pdu, &room_id).await;
         }
         self.process_in_room(msg, &rules, pdu, &room_id).await
+    }
+
+    /// Whether the event is a member event of one of our users in a room whose
+    /// state is not known here.
+    async fn local_membership_outside(&self, pdu: &Pdu, room_id: &RoomId) -> Result<bool, HandlerError> {
+        let local = *pdu.kind() == TimelineEventType::RoomMember
+            && pdu
+                .key()
+                .and_then(|key| ruma::UserId::parse(key).ok())
+                .is_some_and(|u| u.server_name() == self.server_name);
+        Ok(local && self.store.rooms.get(room_id).await?.is_none_or(|room| room.current_state.is_none()))
     }
 
     /// An event stored apart from the room's graph. In a room this server is

@@ -156,6 +156,23 @@ async fn new_room_event(
         // The roomserver stores before it announces: try again shortly.
         return Err(HandlerError::Retry(anyhow::anyhow!("state event {id} is not available yet")));
     }
+    // What the event changed itself (its own key), and what changed just
+    // before it: the state a resolution or a join through another server
+    // brought in, which the state at the start of a timeline beginning with
+    // this event must show.
+    let own_key = pdu.state_pair();
+    let is_own = |id: &OwnedEventId| own_key.is_some() && fetched.state.get(id).and_then(Pdu::state_pair) == own_key;
+    let prior_adds: Vec<&OwnedEventId> = msg.adds_state_event_ids.iter().filter(|id| !is_own(id)).collect();
+    let prior_removes: Vec<&OwnedEventId> = msg.removes_state_event_ids.iter().filter(|id| !is_own(id)).collect();
+    let own_adds: Vec<OwnedEventId> = msg.adds_state_event_ids.iter().filter(|id| is_own(id)).cloned().collect();
+    let own_removes: Vec<OwnedEventId> = msg.removes_state_event_ids.iter().filter(|id| is_own(id)).cloned().collect();
+    let prior_pos = if !historical && !(prior_adds.is_empty() && prior_removes.is_empty()) {
+        let prior_pos = store.next_position(tx, Kind::Events).await?;
+        store.insert_prior_state_change(tx, prior_pos, room_id, &prior_adds, &prior_removes).await?;
+        Some(prior_pos)
+    } else {
+        None
+    };
     let pos = store.next_position(tx, Kind::Events).await?;
     let txn = msg.transaction.as_ref().map(|t| (t.device_id.as_str(), t.txn_id.as_str()));
     let row = Row {
@@ -169,8 +186,8 @@ async fn new_room_event(
         historical,
         visibility: &visibility,
         txn,
-        adds: &msg.adds_state_event_ids,
-        removes: &msg.removes_state_event_ids,
+        adds: if historical { &msg.adds_state_event_ids } else { &own_adds },
+        removes: if historical { &msg.removes_state_event_ids } else { &own_removes },
         origin_server_ts: i64::from(pdu.ts().get()),
     };
     if !store.insert_room_event(tx, row).await? {
@@ -196,11 +213,10 @@ async fn new_room_event(
         store.insert_state_event(tx, id.as_str(), room_id, &event_type, &state_key, added.json().get()).await?;
         let membership =
             (*added.kind() == TimelineEventType::RoomMember).then(|| added.content_str("membership")).flatten();
-        store
-            .set_current_state(tx, room_id, (&event_type, &state_key), id.as_str(), membership.as_deref(), pos)
-            .await?;
+        let at = if *id == msg.event_id { pos } else { prior_pos.unwrap_or(pos) };
+        store.set_current_state(tx, room_id, (&event_type, &state_key), id.as_str(), membership.as_deref(), at).await?;
         if let Some(membership) = &membership {
-            store.record_membership(tx, pos, room_id, &state_key, membership, id.as_str()).await?;
+            store.record_membership(tx, at, room_id, &state_key, membership, id.as_str()).await?;
             woken.users.push(state_key.clone());
         }
     }

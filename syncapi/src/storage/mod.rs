@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "presence", sql: crate::presence::MIGRATION_SQL },
     Migration { version: 3, name: "relations", sql: include_str!("migrations/0003_relations.sql") },
     Migration { version: 4, name: "notification counts", sql: include_str!("migrations/0004_notification_counts.sql") },
+    Migration { version: 5, name: "prior state changes", sql: include_str!("migrations/0005_prior_state_changes.sql") },
 ];
 
 /// The kinds of data with their own stream positions.

@@ -615,14 +615,39 @@ impl Store {
         Ok(found)
     }
 
-    /// The events of each span that changed its room's state, oldest first.
+    /// Records state that changed just before the event at the next position
+    /// (see the migration of `syncapi_prior_state_changes`).
+    pub async fn insert_prior_state_change(
+        &self,
+        tx: &mut AnyConnection,
+        pos: i64,
+        room_id: &str,
+        adds: &[&OwnedEventId],
+        removes: &[&OwnedEventId],
+    ) -> anyhow::Result<()> {
+        sqlx::query("INSERT INTO syncapi_prior_state_changes (pos, room_id, adds, removes) VALUES ($1, $2, $3, $4)")
+            .bind(pos)
+            .bind(room_id)
+            .bind(serde_json::to_string(adds)?)
+            .bind(serde_json::to_string(removes)?)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
+    /// The changes of each span to its room's state, by events or just
+    /// before them, oldest first.
     pub async fn state_changes(&self, spans: &[Span<'_>]) -> anyhow::Result<HashMap<String, Vec<StateChange>>> {
         let mut found: HashMap<String, Vec<StateChange>> = HashMap::new();
         for chunk in spans.chunks(PER_QUERY) {
             let sql = format!(
                 "WITH w (room_id, lo, hi) AS (VALUES {})
                  SELECT e.room_id, e.pos, e.adds, e.removes FROM w JOIN syncapi_room_events e ON e.room_id = w.room_id
-                 WHERE e.pos > w.lo AND e.pos <= w.hi AND (e.adds <> '[]' OR e.removes <> '[]') ORDER BY e.pos",
+                 WHERE e.pos > w.lo AND e.pos <= w.hi AND (e.adds <> '[]' OR e.removes <> '[]')
+                 UNION ALL
+                 SELECT p.room_id, p.pos, p.adds, p.removes FROM w JOIN syncapi_prior_state_changes p
+                 ON p.room_id = w.room_id WHERE p.pos > w.lo AND p.pos <= w.hi
+                 ORDER BY 2",
                 value_rows(1, chunk.len(), 3),
             );
             let mut query = sqlx::query_as::<_, (String, i64, String, String)>(AssertSqlSafe(sql));
