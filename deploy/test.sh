@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, on Debian or Ubuntu with Rust: installs and starts
 # what the tests need when it is missing (PostgreSQL, NATS with JetStream,
-# nginx, cargo-nextest, a Python venv with matrix-nio, matrix-js-sdk from
-# npm), builds the binaries the harness starts, then runs every test against
+# nginx, cargo-nextest, a Python venv with matrix-nio, another with Synapse,
+# matrix-js-sdk from npm), builds the binaries the harness starts, then runs every test against
 # SQLite and again against Postgres.
 #
 #   TEST_NATS_URL     (default nats://127.0.0.1:4222)   a NATS with JetStream to use instead
 #   TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432)
 #   HS_PYTHON         a Python with tests/clients/requirements.txt; default: a venv in ~/.cache
 #   HS_NODE_MODULES   where matrix-js-sdk is installed; default: tests/clients/node_modules
+#   HS_SYNAPSE_PYTHON a Python with matrix-synapse (the federation peer); default: a venv in ~/.cache
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -50,6 +51,18 @@ if [ -z "${HS_PYTHON:-}" ]; then
     fi
     "$venv/bin/pip" install -q -r tests/clients/requirements.txt
     export HS_PYTHON=$venv/bin/python
+fi
+
+# The federation scenarios with Synapse as the peer (tests/tests/federation_synapse.rs)
+# need matrix-synapse from PyPI: a venv of its own outside the repository.
+if [ -z "${HS_SYNAPSE_PYTHON:-}" ]; then
+    synapse_venv=$HOME/.cache/synapse-venv
+    if [ ! -x "$synapse_venv/bin/pip" ]; then
+        rm -rf "$synapse_venv"
+        python3 -m venv "$synapse_venv" || { apt_install python3-venv && rm -rf "$synapse_venv" && python3 -m venv "$synapse_venv"; }
+    fi
+    "$synapse_venv/bin/python" -c "import synapse" 2>/dev/null || "$synapse_venv/bin/pip" install -q "matrix-synapse==1.163.*"
+    export HS_SYNAPSE_PYTHON=$synapse_venv/bin/python
 fi
 
 # The matrix-js-sdk scenario (tests/tests/real_clients.rs) needs Node 20 or
