@@ -86,6 +86,11 @@ async fn process_room(app: &App, origin: &ServerName, room_id: &RoomId, pdus: &[
             Ok(pdu) => pdu,
             Err(e) => {
                 tracing::debug!(%room_id, %origin, error = format!("{e:#}"), "an unreadable PDU");
+                // Answered when it can be named (too large, but well formed).
+                let object = serde_json::from_str::<ruma::CanonicalJsonObject>(json.get());
+                if let Ok(event_id) = object.map_err(anyhow::Error::from).and_then(|o| pdu::event_id_of(&o, &version)) {
+                    results.insert(event_id, Err(format!("{e:#}")));
+                }
                 continue;
             }
         };

@@ -161,3 +161,39 @@ async fn record(
     let (status, body) = reply.unwrap_or((404, json!({ "errcode": "M_UNRECOGNIZED", "error": "nothing here" })));
     (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Json(body)).into_response()
 }
+
+impl RemoteServer {
+    /// Sends a request to `destination` as this server would: signed with
+    /// X-Matrix by its key (`key` overrides it, to forge a signature).
+    /// Returns the status and the JSON body (`null` when not JSON).
+    pub async fn request(
+        &self,
+        http: &reqwest::Client,
+        base_url: &str,
+        destination: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        key: Option<&SigningKey>,
+    ) -> (u16, Value) {
+        use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("JSON")).unwrap_or_default();
+        let mut signed =
+            axum::http::Request::builder().method(method.clone()).uri(path).body(bytes.clone()).expect("a request");
+        let signer = key.unwrap_or(&self.key);
+        let input = XMatrixSigningInput::new(
+            self.server_name.as_str().try_into().expect("a server name"),
+            destination.try_into().expect("a server name"),
+            signer.pair(),
+        );
+        let authorization = XMatrix::sign_http_request(&mut signed, input).expect("signs").to_string();
+        let mut request = http.request(method, format!("{base_url}{path}")).header("Authorization", authorization);
+        if body.is_some() {
+            request = request.header("Content-Type", "application/json").body(bytes);
+        }
+        let response = request.send().await.expect("the request reaches the server");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+}
