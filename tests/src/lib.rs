@@ -308,22 +308,7 @@ impl Deployment {
             postgres_db,
         };
         match options.mode {
-            Mode::Monolith => {
-                let log = std::fs::File::create(deployment.data_dir.join("homeserver.log"))?;
-                let child = Command::new(deployment.bin_dir.join("homeserver"))
-                    .arg("run")
-                    .arg("--config")
-                    .arg(&deployment.config_path)
-                    .stdin(Stdio::null())
-                    .stdout(log.try_clone()?)
-                    .stderr(log)
-                    .spawn()
-                    .context("cannot start homeserver run")?;
-                deployment.monolith = Some(child);
-                deployment.wait_healthy(&deployment.base_url.clone()).await?;
-                // Its own listener, which a scenario may call first.
-                deployment.wait_healthy(&deployment.federation_url.clone()).await?;
-            }
+            Mode::Monolith => deployment.run_monolith().await?,
             Mode::Polylith => {
                 let mut up = Command::new(repo_root().join("deploy/local/up.sh"));
                 up.arg(&deployment.config_path).env("HS_BIN_DIR", &deployment.bin_dir);
@@ -469,6 +454,34 @@ impl Deployment {
             "{name} did not become healthy:\n{}",
             std::fs::read_to_string(self.data_dir.join(format!("{name}.log"))).unwrap_or_default()
         );
+    }
+
+    /// Starts `homeserver run` and waits until both its listeners answer.
+    async fn run_monolith(&mut self) -> anyhow::Result<()> {
+        // Appended to: a restarted monolith's log follows the first one's.
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.join("homeserver.log"))?;
+        let child = Command::new(self.bin_dir.join("homeserver"))
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start homeserver run")?;
+        self.monolith = Some(child);
+        self.wait_healthy(&self.base_url.clone()).await?;
+        // Its own listener, which a scenario may call first.
+        self.wait_healthy(&self.federation_url.clone()).await
+    }
+
+    /// Starts `homeserver run` again after [`Deployment::terminate_monolith`],
+    /// on the same config, data and ports.
+    pub async fn restart_monolith(&mut self) {
+        assert!(self.monolith.is_none(), "the monolith is still running");
+        if let Err(e) = self.run_monolith().await {
+            panic!("cannot restart the monolith: {e:#}");
+        }
     }
 
     /// Stops `homeserver run` with SIGTERM and returns its exit status.
