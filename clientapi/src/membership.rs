@@ -333,10 +333,17 @@ async fn restricted_join_authoriser(
 /// knock (through the room's servers when this server is not in the room).
 pub async fn leave(app: &App, user_id: &UserId, room_id: &RoomId, reason: Option<String>) -> Result<(), MatrixError> {
     let current = membership_of(app, room_id, user_id).await?;
-    if current.membership.is_none() || current.is("ban") || current.is("leave") {
+    if !current.room_exists && current.membership.is_none() {
+        return Err(MatrixError::not_found("This server knows no such room"));
+    }
+    if current.membership.is_none() || current.is("ban") {
         return Err(MatrixError::forbidden("You are not a member of this room"));
     }
     if !resident(app, room_id).await? {
+        if current.is("leave") {
+            // Left already, and nothing of ours is in the room to say it again.
+            return Ok(());
+        }
         let servers = servers_for(app, room_id, &current, &[]).await;
         return remote_membership::leave(app, user_id, room_id, &servers, &new_content("leave", None, reason)).await;
     }

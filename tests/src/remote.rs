@@ -166,6 +166,7 @@ impl RemoteServer {
     /// Sends a request to `destination` as this server would: signed with
     /// X-Matrix by its key (`key` overrides it, to forge a signature).
     /// Returns the status and the JSON body (`null` when not JSON).
+    #[allow(clippy::too_many_arguments)]
     pub async fn request(
         &self,
         http: &reqwest::Client,
@@ -178,7 +179,7 @@ impl RemoteServer {
     ) -> (u16, Value) {
         use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
         let bytes = body.map(|b| serde_json::to_vec(b).expect("JSON")).unwrap_or_default();
-        let mut signed =
+        let signed =
             axum::http::Request::builder().method(method.clone()).uri(path).body(bytes.clone()).expect("a request");
         let signer = key.unwrap_or(&self.key);
         let input = XMatrixSigningInput::new(
@@ -186,7 +187,7 @@ impl RemoteServer {
             destination.try_into().expect("a server name"),
             signer.pair(),
         );
-        let authorization = XMatrix::sign_http_request(&mut signed, input).expect("signs").to_string();
+        let authorization = XMatrix::sign_http_request(&signed, input).expect("signs").to_string();
         let mut request = http.request(method, format!("{base_url}{path}")).header("Authorization", authorization);
         if body.is_some() {
             request = request.header("Content-Type", "application/json").body(bytes);

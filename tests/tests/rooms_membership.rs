@@ -144,14 +144,14 @@ async fn joining_leaving_and_forgetting(mode: Mode) {
     charlie.post(&path(&room, "join"), json!({})).await.expect(200);
     assert_eq!(joined_rooms(&charlie).await, vec![room.clone()]);
 
-    // Unknown rooms, aliases of other servers, unknown local aliases.
+    // Unknown rooms, aliases of servers that cannot be reached, unknown local aliases.
     bob.post(&path(&format!("!nowhere:{server}"), "join"), json!({})).await.expect_error(404, "M_NOT_FOUND");
     bob.post(&format!("/join/{}", enc(&format!("!nowhere:{server}"))), json!({}))
         .await
         .expect_error(404, "M_NOT_FOUND");
     bob.post(&format!("/join/{}", enc("#somewhere:elsewhere.example")), json!({}))
         .await
-        .expect_error(404, "M_NOT_FOUND");
+        .expect_error(502, "M_UNKNOWN");
     bob.post(&format!("/join/{}", enc(&format!("#no-such-alias:{server}"))), json!({}))
         .await
         .expect_error(404, "M_NOT_FOUND");
@@ -311,7 +311,8 @@ async fn knocking(mode: Mode) {
         .post(&format!("/knock/{}", enc(&format!("!nowhere:{server}"))), json!({}))
         .await
         .expect_error(404, "M_NOT_FOUND");
-    carol.post(&format!("/knock/{}", enc("#x:elsewhere.example")), json!({})).await.expect_error(404, "M_NOT_FOUND");
+    // The alias's server cannot be reached to resolve it.
+    carol.post(&format!("/knock/{}", enc("#x:elsewhere.example")), json!({})).await.expect_error(502, "M_UNKNOWN");
     carol.post("/knock/not-a-room", json!({})).await.expect_error(400, "M_INVALID_PARAM");
 }
 

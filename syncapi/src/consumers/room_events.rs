@@ -166,7 +166,7 @@ async fn new_room_event(
     let prior_removes: Vec<&OwnedEventId> = msg.removes_state_event_ids.iter().filter(|id| !is_own(id)).collect();
     let own_adds: Vec<OwnedEventId> = msg.adds_state_event_ids.iter().filter(|id| is_own(id)).cloned().collect();
     let own_removes: Vec<OwnedEventId> = msg.removes_state_event_ids.iter().filter(|id| is_own(id)).cloned().collect();
-    let prior_pos = if !historical && !(prior_adds.is_empty() && prior_removes.is_empty()) {
+    let prior_pos = if !(historical || prior_adds.is_empty() && prior_removes.is_empty()) {
         let prior_pos = store.next_position(tx, Kind::Events).await?;
         store.insert_prior_state_change(tx, prior_pos, room_id, &prior_adds, &prior_removes).await?;
         Some(prior_pos)
