@@ -168,10 +168,18 @@ impl Room<'_> {
                 return Ok(());
             }
         };
-        let mut missing: Vec<Pdu> = events.iter().filter_map(|json| pdu::received(json, self.version).ok()).collect();
+        let mut missing = Vec::with_capacity(events.len());
+        for json in &events {
+            match pdu::received(json, self.version) {
+                Ok(event) => missing.push(event),
+                Err(e) => {
+                    tracing::debug!(origin = %self.origin, error = format!("{e:#}"), "an unreadable missing event")
+                }
+            }
+        }
         missing.sort_by_key(Pdu::depth);
         for event in missing {
-            if event.id() == pdu.id() || !self.unknown(&[event.owned_id()]).await?.is_empty() {
+            if event.id() == pdu.id() || self.unknown(&[event.owned_id()]).await?.is_empty() {
                 continue;
             }
             // The oldest of them may still not connect: it gets the state
@@ -263,8 +271,22 @@ impl Room<'_> {
         match verdicts.into_iter().next() {
             // A soft-failed event is stored: the sender need not send it again.
             Some(InputVerdict::Accepted { .. } | InputVerdict::SoftFailed { .. }) => Ok(()),
+            // An event that fails the authorisation rules is stored as
+            // rejected, which is the outcome (Synapse answers `{}` too); one
+            // whose signatures fail was never the sender's to send.
+            Some(InputVerdict::Rejected { reason, .. }) if !signature_failure(&reason) => {
+                tracing::info!(event_id = %pdu.id(), reason, "a PDU was rejected");
+                Ok(())
+            }
             Some(InputVerdict::Rejected { reason, .. }) => Err(reason),
             None => Err("no verdict".into()),
         }
     }
+}
+
+/// Whether the roomserver refused an event for its signatures (see
+/// roomserver/src/input: "bad signatures", "no keys for"), rather than by the
+/// authorisation rules.
+fn signature_failure(reason: &str) -> bool {
+    reason.starts_with("bad signatures") || reason.starts_with("no keys for")
 }

@@ -7,8 +7,9 @@ use std::{collections::HashMap, time::Duration};
 
 use common::{
     api::roomserver::{
-        InputKind, InputRoomEvent, InputVerdict, QueryLatestEventsAndState, QueryLatestEventsAndStateRequest,
-        QueryRoomVersion, QueryRoomVersionRequest, StateKey,
+        InputKind, InputRoomEvent, InputVerdict, QueryJoinedServers, QueryJoinedServersRequest,
+        QueryLatestEventsAndState, QueryLatestEventsAndStateRequest, QueryRoomVersion, QueryRoomVersionRequest,
+        StateKey,
     },
     bus::{RemoteErrorKind, RpcError},
     http::MatrixError,
@@ -60,6 +61,13 @@ pub async fn template(
         return Err(MatrixError::forbidden("The user does not belong to the requesting server"));
     }
     let version = room_version(app, room_id).await?;
+    // A room all our users have left: our copy of it is stale, and nothing
+    // we put in a template would reach its other servers.
+    let request = QueryJoinedServersRequest { room_id: room_id.to_owned() };
+    let joined = app.rt.bus.call::<QueryJoinedServers>(&request).await?.servers;
+    if !joined.contains(&app.rt.config.global.server_name) {
+        return Err(MatrixError::not_found("This server is no longer in the room"));
+    }
     if supported.is_some_and(|versions| !versions.contains(&version)) {
         return Err(incompatible(&version));
     }

@@ -149,9 +149,7 @@ async fn joining_leaving_and_forgetting(mode: Mode) {
     bob.post(&format!("/join/{}", enc(&format!("!nowhere:{server}"))), json!({}))
         .await
         .expect_error(404, "M_NOT_FOUND");
-    bob.post(&format!("/join/{}", enc("#somewhere:elsewhere.example")), json!({}))
-        .await
-        .expect_error(502, "M_UNKNOWN");
+    bob.post(&format!("/join/{}", enc("#somewhere:elsewhere.example")), json!({})).await.expect_error(502, "M_UNKNOWN");
     bob.post(&format!("/join/{}", enc(&format!("#no-such-alias:{server}"))), json!({}))
         .await
         .expect_error(404, "M_NOT_FOUND");

@@ -202,11 +202,17 @@ impl Queues {
         let answer = self.0.client.send(&outgoing).await.map_err(|e| match e {
             SendError::Invalid(message) | SendError::Unreachable(message) => FederationError::Unreachable(message),
         })?;
-        let response: send_transaction_message::v1::Response = federation::decode(answer)?;
-        for (event_id, result) in response.pdus {
-            if let Err(error) = result {
+        if answer.status >= 300 {
+            return Err(federation::decode::<send_transaction_message::v1::Response>(answer).err().unwrap_or_else(
+                || FederationError::Unreachable(format!("{destination} answered the transaction with a redirect")),
+            ));
+        }
+        // Read leniently: some servers answer `{}` without `pdus`.
+        let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap_or_default();
+        for (event_id, result) in body["pdus"].as_object().into_iter().flatten() {
+            if let Some(error) = result.get("error") {
                 // The receiver has decided: sending it again changes nothing.
-                tracing::info!(%destination, %event_id, error, "a destination refused an event");
+                tracing::info!(%destination, %event_id, %error, "a destination refused an event");
             }
         }
         Ok(())
