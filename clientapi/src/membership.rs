@@ -10,9 +10,10 @@ use axum::{
 use common::{
     api::{
         roomserver::{
-            GetRoomAlias, GetRoomAliasRequest, QueryCurrentState, QueryCurrentStateRequest, QueryJoinedServers,
-            QueryJoinedServersRequest, QueryMembers, QueryMembersRequest, QueryMembership, QueryMembershipRequest,
-            QueryMembershipResponse, QueryRoomsForUser, QueryRoomsForUserRequest, StateFilter, StoredEvent,
+            GetRoomAlias, GetRoomAliasRequest, JoinAuthoriser, QueryCurrentState, QueryCurrentStateRequest,
+            QueryJoinAuthoriser, QueryJoinAuthoriserRequest, QueryJoinedServers, QueryJoinedServersRequest,
+            QueryMembership, QueryMembershipRequest, QueryMembershipResponse, QueryRoomsForUser,
+            QueryRoomsForUserRequest, StateFilter, StoredEvent,
         },
         userapi::{QueryProfile, QueryProfileRequest},
     },
@@ -284,48 +285,16 @@ async fn restricted_join_authoriser(
     room_id: &RoomId,
     user_id: &UserId,
 ) -> Result<Option<OwnedUserId>, MatrixError> {
-    let authorization = rooms::version_rules(&rooms::room_version(app, room_id).await?)?.authorization;
-    let join_rules = rooms::state_content(app, room_id, "m.room.join_rules", "").await?.unwrap_or_default();
-    let restricted = match join_rules["join_rule"].as_str() {
-        Some("restricted") => authorization.restricted_join_rule,
-        Some("knock_restricted") => authorization.knock_restricted_join_rule,
-        _ => false,
-    };
-    if !restricted {
-        return Ok(None);
-    }
-    let allowed_rooms = join_rules["allow"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|allow| allow["type"] == "m.room_membership")
-        .filter_map(|allow| allow["room_id"].as_str().and_then(|id| RoomId::parse(id).ok()));
-    let mut qualifies = false;
-    for allowed in allowed_rooms {
-        if membership_of(app, &allowed, user_id).await?.is("join") {
-            qualifies = true;
-            break;
-        }
-    }
-    if !qualifies {
-        return Err(MatrixError::forbidden(
+    let request = QueryJoinAuthoriserRequest { room_id: room_id.to_owned(), user_id: user_id.to_owned() };
+    match app.rt.bus.call::<QueryJoinAuthoriser>(&request).await? {
+        JoinAuthoriser::NotRestricted => Ok(None),
+        JoinAuthoriser::User(authoriser) => Ok(Some(authoriser)),
+        JoinAuthoriser::NotAllowed { .. } => Err(MatrixError::forbidden(
             "You are not invited to this room, nor a member of any room its join rules allow",
-        ));
-    }
-    let (levels, _) = rooms::power_levels(app, room_id).await?;
-    let request =
-        QueryMembersRequest { room_id: room_id.to_owned(), memberships: Some(vec!["join".into()]), local_only: true };
-    let members = app.rt.bus.call::<QueryMembers>(&request).await?;
-    let authoriser = members
-        .state
-        .iter()
-        .filter_map(|stored| OwnedUserId::try_from(parse_stored(stored).ok()?.key()?).ok())
-        .filter(|member| levels.user_can_invite(member))
-        // The most powerful one is the likeliest to keep the power to invite.
-        .max_by_key(|member| levels.for_user(member));
-    match authoriser {
-        Some(authoriser) => Ok(Some(authoriser)),
-        None => Err(MatrixError::forbidden("No member of this server in the room may invite you in")),
+        )),
+        JoinAuthoriser::NoAuthoriser => {
+            Err(MatrixError::forbidden("No member of this server in the room may invite you in"))
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod members;
 pub mod metrics;
 pub mod outbound;
 pub mod pdu;
+pub mod power_levels;
 pub mod push;
 pub mod runtime;
 pub mod storage;

@@ -398,6 +398,23 @@ impl EventBuilder {
     }
 }
 
+/// Adds this server's signature to an event another server built and
+/// signed: a join to a restricted room that one of our users authorises.
+/// Signatures cover the redacted event, so nothing else changes.
+pub fn co_sign(
+    object: &mut CanonicalJsonObject,
+    version: &RoomVersionId,
+    server_name: &str,
+    key: &SigningKey,
+) -> anyhow::Result<()> {
+    let rules = rules(version)?;
+    let mut redacted = ruma::canonical_json::redact(object.clone(), &rules.redaction, None)?;
+    ruma::signatures::sign_json(server_name, key.pair(), &mut redacted)?;
+    let signatures = redacted.remove("signatures").context("signing left no signatures")?;
+    object.insert("signatures".into(), signatures);
+    Ok(())
+}
+
 /// Hashes and signs an event placed in its room ([`EventBuilder::template`],
 /// or a template another server gave), naming it in room versions 1 and 2.
 pub fn finish(

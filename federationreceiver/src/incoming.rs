@@ -6,36 +6,27 @@
 //! needs and never waits on the network. Rooms are handled concurrently; the
 //! PDUs of one room in the order they came.
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    time::Duration,
-};
+use std::collections::BTreeMap;
 
 use common::{
-    api::roomserver::{
-        InputKind, InputRoomEvent, InputVerdict, QueryEvents, QueryEventsRequest, QueryLatestEventsAndState,
-        QueryLatestEventsAndStateRequest,
-    },
+    api::roomserver::{InputKind, InputVerdict, QueryLatestEventsAndState, QueryLatestEventsAndStateRequest},
     federation,
     pdu::{self, Pdu},
 };
 use ruma::{
-    OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, ServerName, UInt,
-    api::federation::event::{get_event, get_missing_events, get_room_state_ids},
+    OwnedEventId, OwnedRoomId, RoomId, ServerName, UInt,
+    api::federation::event::{get_missing_events, get_room_state_ids},
 };
 use serde_json::value::RawValue;
 
-use crate::{App, access, membership};
-
-/// How long one PDU may wait for the roomserver's verdict.
-const VERDICT_PATIENCE: Duration = Duration::from_secs(30);
+use crate::{
+    App, access,
+    fetch::{self, Source, VERDICT_PATIENCE},
+    membership,
+};
 
 /// How many missing events are asked for before falling back to the state.
 const MISSING_EVENTS_LIMIT: u32 = 20;
-
-/// Most events fetched one by one to complete a state; beyond, the PDU fails
-/// (the sender retries, and a backfill or a later event fills it).
-const MAX_FETCHED: usize = 500;
 
 pub type Results = BTreeMap<OwnedEventId, Result<(), String>>;
 
@@ -80,7 +71,7 @@ async fn process_room(app: &App, origin: &ServerName, room_id: &RoomId, pdus: &[
         }
         return results;
     }
-    let room = Room { app, origin, room_id, version: &version };
+    let room = Room(Source { app, origin, room_id, version: &version });
     for json in pdus {
         let pdu = match pdu::received(json, &version) {
             Ok(pdu) => pdu,
@@ -103,11 +94,15 @@ async fn process_room(app: &App, origin: &ServerName, room_id: &RoomId, pdus: &[
     results
 }
 
-struct Room<'a> {
-    app: &'a App,
-    origin: &'a ServerName,
-    room_id: &'a RoomId,
-    version: &'a RoomVersionId,
+/// One room's PDUs from the sending server.
+struct Room<'a>(Source<'a>);
+
+impl<'a> std::ops::Deref for Room<'a> {
+    type Target = Source<'a>;
+
+    fn deref(&self) -> &Source<'a> {
+        &self.0
+    }
 }
 
 impl Room<'_> {
@@ -127,21 +122,8 @@ impl Room<'_> {
         self.submit_new(&pdu, Some(state)).await
     }
 
-    /// Of `ids`, those the roomserver has not accepted.
     async fn unknown(&self, ids: &[OwnedEventId]) -> Result<Vec<OwnedEventId>, String> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let known = self
-            .app
-            .rt
-            .bus
-            .call::<QueryEvents>(&QueryEventsRequest { event_ids: ids.to_vec() })
-            .await
-            .map_err(|e| format!("cannot ask the roomserver: {e}"))?
-            .events;
-        let known: HashSet<OwnedEventId> = known.into_iter().map(|event| event.event_id).collect();
-        Ok(ids.iter().filter(|id| !known.contains(*id)).cloned().collect())
+        fetch::unknown(self.app, ids).await
     }
 
     /// Asks the origin for the events between our latest ones and `pdu`, and
@@ -200,68 +182,14 @@ impl Room<'_> {
     /// events not known here fetched and stored as outliers (auth chain
     /// included). Returns the state's event ids.
     async fn state_before(&self, pdu: &Pdu) -> Result<Vec<OwnedEventId>, String> {
-        let ask = get_room_state_ids::v1::Request::new(pdu.owned_id(), self.room_id.to_owned());
-        let ids = federation::request(&self.app.rt.bus, self.origin, ask)
+        let Source { app, origin, room_id, .. } = **self;
+        let ask = get_room_state_ids::v1::Request::new(pdu.owned_id(), room_id.to_owned());
+        let ids = federation::request(&app.rt.bus, origin, ask)
             .await
-            .map_err(|e| format!("cannot get the state before the event from {}: {e}", self.origin))?;
+            .map_err(|e| format!("cannot get the state before the event from {origin}: {e}"))?;
         let wanted: Vec<OwnedEventId> = ids.pdu_ids.iter().chain(&ids.auth_chain_ids).cloned().collect();
-        let unknown = self.unknown(&wanted).await?;
-        if unknown.len() > MAX_FETCHED {
-            return Err(format!("{} state events are unknown here; too many to fetch one by one", unknown.len()));
-        }
-        let mut fetched = Vec::with_capacity(unknown.len());
-        let mut seen = HashSet::new();
-        let mut queue = unknown;
-        while let Some(event_id) = queue.pop() {
-            if !seen.insert(event_id.clone()) || seen.len() > MAX_FETCHED {
-                continue;
-            }
-            let response =
-                federation::request(&self.app.rt.bus, self.origin, get_event::v1::Request::new(event_id.clone()))
-                    .await
-                    .map_err(|e| format!("cannot fetch {event_id} from {}: {e}", self.origin))?;
-            let event = pdu::received(&response.pdu, self.version).map_err(|e| format!("{event_id}: {e:#}"))?;
-            if event.id() != event_id {
-                return Err(format!("{} answered another event for {event_id}", self.origin));
-            }
-            // Auth events the chain itself did not list.
-            for auth in self.unknown(event.auth_ids()).await? {
-                queue.push(auth);
-            }
-            fetched.push(event);
-        }
-        let inputs: Vec<InputRoomEvent> =
-            pdu::auth_order(fetched).into_iter().map(|event| self.input(&event, InputKind::Outlier, None)).collect();
-        if !inputs.is_empty() {
-            let verdicts = self
-                .app
-                .rt
-                .bus
-                .submit(inputs, VERDICT_PATIENCE)
-                .await
-                .map_err(|e| format!("the state could not be stored: {e}"))?;
-            let refused = verdicts.iter().filter(|v| !matches!(v, InputVerdict::Accepted { .. })).count();
-            if refused > 0 {
-                tracing::info!(room_id = %self.room_id, refused, "events of a state from another server were refused");
-            }
-        }
+        self.store_outliers(&wanted, &[]).await?;
         Ok(ids.pdu_ids)
-    }
-
-    fn input(&self, pdu: &Pdu, kind: InputKind, state_before: Option<Vec<OwnedEventId>>) -> InputRoomEvent {
-        InputRoomEvent {
-            kind,
-            room_id: self.room_id.to_owned(),
-            room_version: self.version.clone(),
-            event_id: pdu.owned_id(),
-            event: pdu.to_raw(),
-            origin: self.origin.to_owned(),
-            state_before,
-            transaction: None,
-            invite_room_state: None,
-            reply_to: None,
-            resend: 0,
-        }
     }
 
     async fn submit_new(&self, pdu: &Pdu, state_before: Option<Vec<OwnedEventId>>) -> Result<(), String> {

@@ -4,9 +4,12 @@
 //! the roomserver, so that it never waits on the network.
 
 mod access;
+mod backfill;
+mod fetch;
 mod incoming;
 mod membership;
 mod routes;
+mod rpc;
 mod storage;
 
 use common::{Runtime, Service};
@@ -21,6 +24,7 @@ pub async fn run(rt: Runtime) -> anyhow::Result<Service> {
     let db = rt.database("federationreceiver", storage::MIGRATIONS).await?;
     let app = App { rt: rt.clone(), store: storage::Store::new(db.clone()) };
     storage::start_expiry(&app);
+    rpc::start(&app);
     Ok(Service {
         name: "federationreceiver",
         client_routes: axum::Router::new(),

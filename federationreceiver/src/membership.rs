@@ -7,9 +7,9 @@ use std::{collections::HashMap, time::Duration};
 
 use common::{
     api::roomserver::{
-        InputKind, InputRoomEvent, InputVerdict, QueryJoinedServers, QueryJoinedServersRequest,
-        QueryLatestEventsAndState, QueryLatestEventsAndStateRequest, QueryRoomVersion, QueryRoomVersionRequest,
-        StateKey,
+        InputKind, InputRoomEvent, InputVerdict, JoinAuthoriser, QueryJoinAuthoriser, QueryJoinAuthoriserRequest,
+        QueryJoinedServers, QueryJoinedServersRequest, QueryLatestEventsAndState, QueryLatestEventsAndStateRequest,
+        QueryMembership, QueryMembershipRequest, QueryRoomVersion, QueryRoomVersionRequest, StateKey,
     },
     bus::{RemoteErrorKind, RpcError},
     http::MatrixError,
@@ -17,7 +17,8 @@ use common::{
 };
 use http::StatusCode;
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, RoomId, RoomVersionId, ServerName, UserId,
+    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedUserId, RoomId, RoomVersionId, ServerName,
+    UserId,
     api::error::{ErrorKind, IncompatibleRoomVersionErrorData},
     events::{StateEventType, TimelineEventType},
     state_res,
@@ -72,9 +73,13 @@ pub async fn template(
         return Err(incompatible(&version));
     }
     access::check_acl(app, room_id, origin).await?;
-    let builder =
-        EventBuilder::new(user_id, TimelineEventType::RoomMember, serde_json::json!({ "membership": membership }))
-            .state(user_id.as_str());
+    let mut content = serde_json::json!({ "membership": membership });
+    if membership == "join"
+        && let Some(authoriser) = join_authoriser(app, room_id, user_id).await?
+    {
+        content["join_authorised_via_users_server"] = authoriser.as_str().into();
+    }
+    let builder = EventBuilder::new(user_id, TimelineEventType::RoomMember, content).state(user_id.as_str());
     let auth_types = builder.auth_types(&version).map_err(MatrixError::internal)?;
     let create_key: StateKey = (StateEventType::RoomCreate, String::new());
     let mut state_keys = auth_types.clone();
@@ -110,6 +115,35 @@ pub async fn template(
     Ok((version, json))
 }
 
+/// The user of ours who vouches for `user_id` joining a restricted room
+/// (none needed when the room is not restricted or the user is invited or
+/// joined already), or the error the spec names for why there is none.
+async fn join_authoriser(app: &App, room_id: &RoomId, user_id: &UserId) -> Result<Option<OwnedUserId>, MatrixError> {
+    let request = QueryMembershipRequest { room_id: room_id.to_owned(), user_id: user_id.to_owned() };
+    let membership = app.rt.bus.call::<QueryMembership>(&request).await?.membership;
+    if matches!(membership.as_deref(), Some("invite" | "join")) {
+        return Ok(None);
+    }
+    let request = QueryJoinAuthoriserRequest { room_id: room_id.to_owned(), user_id: user_id.to_owned() };
+    match app.rt.bus.call::<QueryJoinAuthoriser>(&request).await? {
+        JoinAuthoriser::NotRestricted => Ok(None),
+        JoinAuthoriser::User(user) => Ok(Some(user)),
+        JoinAuthoriser::NotAllowed { rooms_known: true } => {
+            Err(MatrixError::forbidden("The user is in none of the rooms the join rules allow"))
+        }
+        JoinAuthoriser::NotAllowed { rooms_known: false } => Err(MatrixError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::UnableToAuthorizeJoin,
+            "This server is in none of the rooms the join rules allow; try another",
+        )),
+        JoinAuthoriser::NoAuthoriser => Err(MatrixError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::UnableToGrantJoin,
+            "None of this server's members may invite; try another server",
+        )),
+    }
+}
+
 /// Checks that a membership event signed by `origin` is the one the path
 /// names and says what it should, then has the roomserver take it. Returns
 /// the room version and the event as stored.
@@ -140,6 +174,16 @@ pub async fn accept(
         return Err(MatrixError::invalid_param(format!(
             "Not an m.room.member {membership} of a user of {origin} in {room_id}, sent by that user"
         )));
+    }
+    let mut object = object;
+    let authoriser = parsed.content_str("join_authorised_via_users_server");
+    let own = &app.rt.config.global.server_name;
+    if membership == "join"
+        && let Some(authoriser) = authoriser.as_deref().and_then(|a| UserId::parse(a).ok())
+        && authoriser.server_name() == own
+    {
+        // The auth rules want the authorising server's signature on it.
+        pdu::co_sign(&mut object, &version, own.as_str(), &app.rt.key).map_err(MatrixError::internal)?;
     }
     let input = InputRoomEvent {
         kind: InputKind::New,

@@ -11,7 +11,7 @@ use common::{
     api::roomserver::*,
     bus::{RemoteError, RemoteErrorKind, Rpc, serve},
 };
-use ruma::{OwnedEventId, RoomId};
+use ruma::{OwnedEventId, OwnedUserId, RoomId, events::StateEventType};
 
 use crate::{
     input::resolve::auth_closure,
@@ -45,6 +45,7 @@ pub fn start(rt: &Runtime, store: &Store) {
     serve_with::<QueryAuthChain, _, _>(rt, store, query_auth_chain);
     serve_with::<QueryMembership, _, _>(rt, store, query_membership);
     serve_with::<QueryMembers, _, _>(rt, store, query_members);
+    serve_with::<QueryJoinAuthoriser, _, _>(rt, store, query_join_authoriser);
     serve_with::<QueryJoinedServers, _, _>(rt, store, query_joined_servers);
     serve_with::<QueryRoomsForUser, _, _>(rt, store, query_rooms_for_user);
     serve_with::<QueryRoomVersion, _, _>(rt, store, query_room_version);
@@ -178,6 +179,68 @@ async fn query_membership(
         event,
         forgotten: membership.forgotten,
     })
+}
+
+async fn query_join_authoriser(
+    store: Store,
+    request: QueryJoinAuthoriserRequest,
+) -> Result<JoinAuthoriser, RemoteError> {
+    let (room, state) = current(&store, &request.room_id).await?;
+    let rules = common::pdu::rules(&room.room_version)?.authorization;
+    let ids: Vec<OwnedEventId> =
+        [StateEventType::RoomJoinRules, StateEventType::RoomCreate, StateEventType::RoomPowerLevels]
+            .into_iter()
+            .filter_map(|kind| state.get(&(kind, String::new())).cloned())
+            .collect();
+    let rows = store.events.load_many(&ids).await?;
+    let event =
+        |kind: StateEventType| state.get(&(kind, String::new())).and_then(|id| rows.get(id)).map(|row| &row.pdu);
+    let join_rules: serde_json::Value = event(StateEventType::RoomJoinRules)
+        .and_then(|pdu| serde_json::from_str(pdu.content_json().get()).ok())
+        .unwrap_or_default();
+    let restricted = match join_rules["join_rule"].as_str() {
+        Some("restricted") => rules.restricted_join_rule,
+        Some("knock_restricted") => rules.knock_restricted_join_rule,
+        _ => false,
+    };
+    if !restricted {
+        return Ok(JoinAuthoriser::NotRestricted);
+    }
+    let allowed = join_rules["allow"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|allow| allow["type"] == "m.room_membership")
+        .filter_map(|allow| allow["room_id"].as_str().and_then(|id| RoomId::parse(id).ok()));
+    let (mut rooms_known, mut qualifies) = (false, false);
+    for allowed in allowed {
+        if store.rooms.get(&allowed).await?.is_none_or(|room| room.current_state.is_none()) {
+            continue;
+        }
+        rooms_known = true;
+        if store.memberships.get(&allowed, &request.user_id).await?.is_some_and(|m| m.membership == "join") {
+            qualifies = true;
+            break;
+        }
+    }
+    if !qualifies {
+        return Ok(JoinAuthoriser::NotAllowed { rooms_known });
+    }
+    let (levels, _) = common::power_levels::from_events(
+        event(StateEventType::RoomCreate),
+        event(StateEventType::RoomPowerLevels),
+        &rules,
+    );
+    let local = store.memberships.member_events(&request.room_id, &["join".to_owned()], true).await?;
+    let local: Vec<OwnedEventId> = local.iter().filter_map(|id| id.as_str().try_into().ok()).collect();
+    let members = store.events.load_many(&local).await?;
+    let authoriser = members
+        .values()
+        .filter_map(|row| OwnedUserId::try_from(row.pdu.key()?).ok())
+        .filter(|member| levels.user_can_invite(member))
+        // The most powerful one is the likeliest to keep the power to invite.
+        .max_by_key(|member| levels.for_user(member));
+    Ok(authoriser.map_or(JoinAuthoriser::NoAuthoriser, JoinAuthoriser::User))
 }
 
 async fn query_members(store: Store, request: QueryMembersRequest) -> Result<QueryStateResponse, RemoteError> {

@@ -3,6 +3,7 @@
 //! every instance serves from the same tables and wakes its own long-polls
 //! when another instance commits (`notifier.rs`).
 
+mod backfill;
 mod consumers;
 mod filter;
 mod format;
@@ -25,6 +26,7 @@ pub struct App {
     pub rt: Runtime,
     pub store: Store,
     pub notifier: Notifier,
+    pub backfill_misses: backfill::Misses,
 }
 
 impl App {
@@ -59,7 +61,7 @@ async fn start(rt: Runtime, member_lists: bool) -> anyhow::Result<Service> {
         }
     });
     let presence_routes = presence::routes(rt.clone(), db.clone());
-    let app = Arc::new(App { rt, store: Store::new(db.clone()), notifier });
+    let app = Arc::new(App { rt, store: Store::new(db.clone()), notifier, backfill_misses: Default::default() });
     consumers::start(&app);
     let client_routes = routes::router(app, member_lists).merge(presence_routes);
     Ok(Service { name: "syncapi", client_routes, federation_routes: axum::Router::new(), db })

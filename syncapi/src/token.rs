@@ -1,6 +1,8 @@
 //! Sync tokens: `s<events>_<receipts>_<typing>_<account_data>_<to_device>_<presence>_<notifications>`.
 //! Positions a token lacks (one from an older version of the server) read as
 //! zero, so old tokens keep working; unknown extra positions are ignored.
+//! Only the events position can be negative: history fetched from other
+//! servers goes below everything else (see `consumers/room_events.rs`).
 
 use crate::storage::Positions;
 
@@ -13,8 +15,8 @@ pub struct Token {
 impl Token {
     pub fn parse(token: &str) -> Option<Token> {
         let mut values = [0i64; 7];
-        for (slot, part) in values.iter_mut().zip(token.strip_prefix('s')?.split('_')) {
-            *slot = part.parse().ok().filter(|n: &i64| *n >= 0)?;
+        for (i, (slot, part)) in values.iter_mut().zip(token.strip_prefix('s')?.split('_')).enumerate() {
+            *slot = part.parse().ok().filter(|n: &i64| *n >= 0 || i == 0)?;
         }
         let [events, receipts, typing, account_data, to_device, presence, notifications] = values;
         Some(Token {
@@ -53,6 +55,7 @@ mod tests {
         assert_eq!(Token::parse("s7_2_3_4_5_6_8_99").unwrap(), token, "later positions are ignored");
         assert_eq!(Token::parse("garbage"), None);
         assert_eq!(Token::parse("s1_x"), None);
-        assert_eq!(Token::parse("s-1"), None);
+        assert_eq!(Token::parse("s-1").unwrap().positions.events, -1, "backfilled history");
+        assert_eq!(Token::parse("s1_-1"), None);
     }
 }

@@ -193,3 +193,48 @@ async fn profiles_aliases_and_public_rooms_of_the_other_server() {
         .expect(200);
     assert_eq!(filtered["chunk"].as_array().map(Vec::len), Some(1), "{filtered}");
 }
+
+#[tokio::test]
+async fn a_restricted_room_admits_members_of_the_allowed_room_from_another_server() {
+    let (_ca, hs1, hs2) = two_servers(Mode::Monolith).await;
+    let alice = hs1.new_user().await;
+    let (bob, carol) = (hs2.new_user().await, hs2.new_user().await);
+    let lobby = create_room(&alice, json!({"preset": "public_chat", "room_alias_name": "members-lobby"})).await;
+    let restricted = create_room(
+        &alice,
+        json!({
+            "room_version": "10",
+            "preset": "private_chat",
+            "initial_state": [{
+                "type": "m.room.join_rules",
+                "state_key": "",
+                "content": {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": lobby}]},
+            }],
+        }),
+    )
+    .await;
+    let via = format!("server_name={}", enc(&hs1.server_name));
+
+    // Carol is in no allowed room: the resident server refuses her.
+    let refused = carol.post(&format!("/join/{}?{via}", enc(&restricted)), json!({})).await;
+    assert_eq!((refused.status, refused.errcode()), (403, "M_FORBIDDEN"), "{}", refused.body);
+
+    bob.post(&format!("/join/{}", enc(&format!("#members-lobby:{}", hs1.server_name))), json!({})).await.expect(200);
+    sync_until(&alice, None, |sync| has_member(sync, &lobby, &bob.user_id, "join")).await;
+    bob.post(&format!("/join/{}?{via}", enc(&restricted)), json!({})).await.expect(200);
+    let sync = sync_until(&alice, None, |sync| has_member(sync, &restricted, &bob.user_id, "join")).await;
+    let join = sync["rooms"]["join"][&restricted]["timeline"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == bob.user_id.as_str())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        join["content"]["join_authorised_via_users_server"],
+        alice.user_id.as_str(),
+        "the join names who let bob in: {join}"
+    );
+    send_text(&bob, &restricted, "let in by the lobby").await;
+    sync_until(&alice, None, |sync| has_body(sync, &restricted, "let in by the lobby")).await;
+}

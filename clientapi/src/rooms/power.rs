@@ -3,10 +3,7 @@
 use common::api::roomserver::{QueryCurrentState, QueryCurrentStateRequest, StateFilter};
 use ruma::{
     OwnedUserId, RoomId,
-    events::{
-        StateEventType,
-        room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource},
-    },
+    events::{StateEventType, room::power_levels::RoomPowerLevels},
 };
 
 use super::{MatrixError, parse_stored, version_rules};
@@ -25,31 +22,14 @@ pub(crate) async fn power_levels(
     let request = QueryCurrentStateRequest { room_id: room_id.to_owned(), filter: Some(filter) };
     let response = app.rt.bus.call::<QueryCurrentState>(&request).await?;
     let rules = version_rules(&response.room_version)?;
-    let mut creators = Vec::new();
-    let mut source = RoomPowerLevelsSource::None;
+    let (mut create, mut levels) = (None, None);
     for event in response.state {
         let pdu = parse_stored(event.event_id, event.event)?;
-        let content: serde_json::Value = serde_json::from_str(pdu.content_json().get()).unwrap_or_default();
         match pdu.state_pair().map(|(kind, _)| kind) {
-            Some(StateEventType::RoomCreate) => {
-                let creator = if rules.authorization.use_room_create_sender {
-                    Some(pdu.sender_id().to_owned())
-                } else {
-                    content["creator"].as_str().and_then(|c| OwnedUserId::try_from(c).ok())
-                };
-                creators.extend(creator);
-                if rules.authorization.additional_room_creators {
-                    let additional = content["additional_creators"].as_array().into_iter().flatten();
-                    creators.extend(additional.filter_map(|c| OwnedUserId::try_from(c.as_str()?).ok()));
-                }
-            }
-            Some(StateEventType::RoomPowerLevels) => {
-                if let Ok(levels) = serde_json::from_value::<RoomPowerLevelsEventContent>(content) {
-                    source = RoomPowerLevelsSource::Original(levels);
-                }
-            }
+            Some(StateEventType::RoomCreate) => create = Some(pdu),
+            Some(StateEventType::RoomPowerLevels) => levels = Some(pdu),
             _ => {}
         }
     }
-    Ok((RoomPowerLevels::new(source, &rules.authorization, creators.clone()), creators))
+    Ok(common::power_levels::from_events(create.as_ref(), levels.as_ref(), &rules.authorization))
 }

@@ -83,9 +83,16 @@ impl StreamMessage for InputRoomEvent {
     const STREAM: Stream = Stream::InputRoomEvent;
 
     fn msg_id(&self) -> String {
+        // The same event may come first as an outlier (in a state or an auth
+        // chain) and later in its place: a different input, not a duplicate.
+        let kind = match self.kind {
+            InputKind::New => "",
+            InputKind::Outlier => "outlier:",
+            InputKind::Historical => "historical:",
+        };
         match self.resend {
-            0 => format!("in:{}", self.event_id),
-            n => format!("in:{}:{n}", self.event_id),
+            0 => format!("in:{kind}{}", self.event_id),
+            n => format!("in:{kind}{}:{n}", self.event_id),
         }
     }
 
@@ -342,6 +349,34 @@ pub struct QueryMembershipResponse {
     /// Whether the user left the room and forgot it.
     #[serde(default)]
     pub forgotten: bool,
+}
+
+rpc_method!(
+    /// Who of this server's users may vouch for `user_id` joining a room
+    /// whose join rules are `restricted` or `knock_restricted`
+    /// (`join_authorised_via_users_server`), as the current state stands.
+    QueryJoinAuthoriser: "roomserver"."query_join_authoriser", retry = true,
+    QueryJoinAuthoriserRequest => JoinAuthoriser
+);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueryJoinAuthoriserRequest {
+    pub room_id: OwnedRoomId,
+    pub user_id: OwnedUserId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinAuthoriser {
+    /// The join rules (or the room version) restrict nothing.
+    NotRestricted,
+    /// A local joined member who may invite.
+    User(OwnedUserId),
+    /// The user is joined to none of the allowed rooms this server is in;
+    /// `rooms_known` says whether it is in any of them.
+    NotAllowed { rooms_known: bool },
+    /// The user qualifies, but none of our members may invite.
+    NoAuthoriser,
 }
 
 rpc_method!(

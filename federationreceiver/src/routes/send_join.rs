@@ -12,7 +12,7 @@ use common::{
     pdu::Pdu,
 };
 use ruma::{
-    OwnedEventId,
+    CanonicalJsonValue, OwnedEventId,
     api::federation::membership::create_join_event::v2::{Request, Response, RoomState},
     events::TimelineEventType,
 };
@@ -22,7 +22,7 @@ use crate::{App, membership};
 pub async fn send_join(State(app): State<App>, request: Ruma<Request>) -> Result<RumaResponse<Response>, MatrixError> {
     let origin = request.origin()?;
     let body = &request.body;
-    membership::accept(&app, &body.room_id, &body.event_id, &body.pdu, origin, "join").await?;
+    let (_, event) = membership::accept(&app, &body.room_id, &body.event_id, &body.pdu, origin, "join").await?;
 
     let state_request = QueryStateAtEventRequest {
         room_id: body.room_id.clone(),
@@ -52,6 +52,13 @@ pub async fn send_join(State(app): State<App>, request: Ruma<Request>) -> Result
         state.into_iter().filter(|event| !(body.omit_members && is_member(event))).map(|event| event.event).collect();
     room_state.members_omitted = body.omit_members;
     room_state.auth_chain = auth_chain.into_iter().map(|event| event.event).collect();
+    // A restricted join comes back with our signature, which the joining
+    // server's copy lacks.
+    if let Some(CanonicalJsonValue::Object(content)) = event.get("content")
+        && content.contains_key("join_authorised_via_users_server")
+    {
+        room_state.event = Some(serde_json::value::to_raw_value(&event).map_err(MatrixError::internal)?);
+    }
     room_state.servers_in_room = Some(servers.into_iter().map(|server| server.to_string()).collect());
     Ok(RumaResponse(Response::new(room_state)))
 }

@@ -205,17 +205,7 @@ impl Processor {
         {
             self.store.memberships.set(&mut tx, room_id, user, &membership, pdu.id().as_str(), true).await?;
         }
-        let mut written = Vec::with_capacity(outputs.len());
-        if !outputs.is_empty() {
-            self.outbox.forget_published(&mut tx).await?;
-            for output in &outputs {
-                written.push(self.outbox.write(&mut tx, output).await?);
-            }
-        }
-        tx.commit().await.map_err(anyhow::Error::from)?;
-        if let Err(e) = self.outbox.publish(written).await {
-            tracing::warn!(error = format!("{e:#}"), "cannot publish the output now");
-        }
+        self.commit_with(tx, &outputs).await?;
         Ok(Verdict::Accepted)
     }
 
@@ -293,6 +283,7 @@ impl Processor {
             snapshots.sort();
             snapshots.dedup();
             match snapshots.as_slice() {
+                [] if msg.kind == InputKind::Historical => return self.store_history(msg, rules, pdu, room_id).await,
                 [] => return Ok(Verdict::Rejected("none of the prev events is known here with its state".into())),
                 [one] => (Some(*one), self.store.snapshots.load(*one).await?),
                 many => {
@@ -450,20 +441,59 @@ impl Processor {
         }
         let pruned = redactions.prunes(pdu.id());
         outputs.extend(outputs::apply_redactions(&self.store, &mut tx, room_id, &pdu, redactions).await?);
-        self.outbox.forget_published(&mut tx).await?;
-        let mut written = Vec::with_capacity(outputs.len());
-        for output in &outputs {
-            written.push(self.outbox.write(&mut tx, output).await?);
-        }
-        tx.commit().await.map_err(anyhow::Error::from)?;
+        self.commit_with(tx, &outputs).await?;
         if !pruned {
             self.store.events.remember(row);
         }
+        Ok(Verdict::Accepted)
+    }
+
+    /// A backfilled event older than anything known here with its state
+    /// (the history before this server joined): the checks against its own
+    /// auth events, already passed, are all a server that was not there can
+    /// make. It is kept without state and changes neither the current state
+    /// nor the extremities.
+    async fn store_history(
+        &self,
+        msg: &InputRoomEvent,
+        rules: &RoomVersionRules,
+        pdu: Pdu,
+        room_id: &RoomId,
+    ) -> Result<Verdict, HandlerError> {
+        let redactions = outputs::plan_redactions(&self.store, rules, &pdu, room_id).await?;
+        let mut tx = self.db().begin_write().await.map_err(anyhow::Error::from)?;
+        let new = NewEvent {
+            pdu: &pdu,
+            room_id: room_id.as_str(),
+            status: EventStatus::Accepted,
+            state_before: None,
+            state_after: None,
+            stream_ordering: None,
+        };
+        self.store.events.insert(&mut tx, new).await?;
+        let mut outputs = vec![outputs::historical(msg, &pdu)];
+        outputs.extend(outputs::apply_redactions(&self.store, &mut tx, room_id, &pdu, redactions).await?);
+        self.commit_with(tx, &outputs).await?;
+        Ok(Verdict::Accepted)
+    }
+
+    /// Commits `tx` with `outputs` in the outbox, then publishes them: a
+    /// crash in between leaves them for the relay, never lost.
+    async fn commit_with(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        outputs: &[OutputRoomEvent],
+    ) -> Result<(), HandlerError> {
+        self.outbox.forget_published(&mut tx).await?;
+        let mut written = Vec::with_capacity(outputs.len());
+        for output in outputs {
+            written.push(self.outbox.write(&mut tx, output).await?);
+        }
+        tx.commit().await.map_err(anyhow::Error::from)?;
         if let Err(e) = self.outbox.publish(written).await {
-            // The rows stay in the outbox; the relay publishes them.
             tracing::warn!(error = format!("{e:#}"), "cannot publish the output now");
         }
-        Ok(Verdict::Accepted)
+        Ok(())
     }
 
     /// Moves the forward extremities past the event. The new current state is

@@ -173,7 +173,11 @@ async fn new_room_event(
     } else {
         None
     };
-    let pos = store.next_position(tx, Kind::Events).await?;
+    let pos = if historical {
+        store.next_backfill_position(tx).await?
+    } else {
+        store.next_position(tx, Kind::Events).await?
+    };
     let txn = msg.transaction.as_ref().map(|t| (t.device_id.as_str(), t.txn_id.as_str()));
     let row = Row {
         pos,

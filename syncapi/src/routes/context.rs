@@ -43,7 +43,7 @@ pub async fn context(
     let before_limit = limit / 2;
     let keep = |e: &RoomEvent| reader.may_see(e) && filter_allows(&body.filter, e);
     let source = Source::Room { room_id };
-    let before_page = Page { backward: true, cursor: event.pos - 1, bound: 0, limit: 0 };
+    let before_page = Page { backward: true, cursor: event.pos - 1, bound: crate::storage::history::START, limit: 0 };
     let before = history::scan(&app.store, &source, before_page, before_limit, keep).await?;
     let after_page = Page { backward: false, cursor: event.pos, bound: now.positions.events, limit: 0 };
     let after = history::scan(&app.store, &source, after_page, limit - before_limit, keep).await?;

@@ -102,11 +102,14 @@ async fn answer(
     let from = match query.from {
         Some(from) => parse_token(from)?,
         None if backward => now,
-        None => Token { positions: crate::storage::Positions { events: 0, ..now.positions }, presence: 0 },
+        None => Token {
+            positions: crate::storage::Positions { events: crate::storage::history::START, ..now.positions },
+            presence: 0,
+        },
     };
     let to = query.to.map(parse_token).transpose()?;
     let bound = match (backward, to) {
-        (true, to) => to.map_or(0, |t| t.positions.events),
+        (true, to) => to.map_or(crate::storage::history::START, |t| t.positions.events),
         (false, to) => to.map_or(now.positions.events, |t| t.positions.events.min(now.positions.events)),
     };
     let limit = query.limit.map_or(DEFAULT_LIMIT, u64::from).min(MAX_LIMIT) as usize;

@@ -71,7 +71,7 @@ async fn thread_root(
         return Ok(None);
     };
     let source = Source::Relations { room_id, parent: root_id, depth: 1, rel_type: Some("m.thread"), event_type: None };
-    let page = Page { backward: true, cursor: i64::MAX, bound: 0, limit: 0 };
+    let page = Page { backward: true, cursor: i64::MAX, bound: crate::storage::history::START, limit: 0 };
     let latest = history::scan(&app.store, &source, page, 1, |e| reader.may_see(e)).await?;
     let Some(latest) = latest.events.first() else { return Ok(None) };
     let (count, replied) = app.store.thread_counts(root_id, user.user_id.as_str()).await?;

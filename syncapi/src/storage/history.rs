@@ -10,6 +10,10 @@ use super::{
     rooms::{EVENT_COLUMNS, EventRow, RoomEvent, decode, prefixed_columns},
 };
 
+/// A position before every event of a room, those fetched from other
+/// servers (below zero) included.
+pub const START: i64 = i64::MIN;
+
 /// How deep `recurse=true` follows relations of relations.
 pub const MAX_RELATION_DEPTH: u32 = 3;
 
@@ -59,6 +63,13 @@ impl Store {
             .fetch_all(self.pool())
             .await?;
         rows.into_iter().map(decode).collect()
+    }
+
+    /// The room's oldest event here (by position).
+    pub async fn oldest_room_event(&self, room_id: &str) -> anyhow::Result<Option<RoomEvent>> {
+        self.room_events_page(room_id, Page { backward: false, cursor: START, bound: i64::MAX, limit: 1 })
+            .await
+            .map(|mut events| events.pop())
     }
 
     /// Records the relation `pdu` (stored at `pos`) declares, if any.

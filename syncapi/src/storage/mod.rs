@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "relations", sql: include_str!("migrations/0003_relations.sql") },
     Migration { version: 4, name: "notification counts", sql: include_str!("migrations/0004_notification_counts.sql") },
     Migration { version: 5, name: "prior state changes", sql: include_str!("migrations/0005_prior_state_changes.sql") },
+    Migration { version: 6, name: "backfill positions", sql: include_str!("migrations/0006_backfill.sql") },
 ];
 
 /// The kinds of data with their own stream positions.
@@ -80,6 +81,14 @@ impl Store {
     pub async fn next_position(&self, tx: &mut AnyConnection, kind: Kind) -> anyhow::Result<i64> {
         Ok(sqlx::query_scalar("UPDATE syncapi_positions SET pos = pos + 1 WHERE kind = $1 RETURNING pos")
             .bind(kind.name())
+            .fetch_one(tx)
+            .await?)
+    }
+
+    /// The position of an event fetched from another server's history:
+    /// below every other, as it is older than what was here before it.
+    pub async fn next_backfill_position(&self, tx: &mut AnyConnection) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("UPDATE syncapi_positions SET pos = pos - 1 WHERE kind = 'backfill' RETURNING pos")
             .fetch_one(tx)
             .await?)
     }
