@@ -7,6 +7,7 @@ mod directory;
 mod input;
 mod rpc;
 mod storage;
+mod visibility;
 
 use common::{Runtime, Service, storage::Outbox};
 

@@ -49,6 +49,7 @@ pub fn start(rt: &Runtime, store: &Store) {
     serve_with::<QueryJoinedServers, _, _>(rt, store, query_joined_servers);
     serve_with::<QueryRoomsForUser, _, _>(rt, store, query_rooms_for_user);
     serve_with::<QueryRoomVersion, _, _>(rt, store, query_room_version);
+    serve_with::<QueryEventsForServer, _, _>(rt, store, query_events_for_server);
     serve_with::<QueryBackfill, _, _>(rt, store, query_backfill);
     serve_with::<QueryMissingEvents, _, _>(rt, store, query_missing_events);
     serve_with::<ForgetRoom, _, _>(rt, store, forget_room);
@@ -107,6 +108,17 @@ async fn query_events(store: Store, request: QueryEventsRequest) -> Result<Query
     let mut rows = store.events.load_many(&request.event_ids).await?;
     let ordered = request.event_ids.iter().filter_map(|id| rows.remove(id));
     Ok(QueryEventsResponse { events: visible(ordered) })
+}
+
+async fn query_events_for_server(
+    store: Store,
+    request: QueryEventsForServerRequest,
+) -> Result<QueryEventsResponse, RemoteError> {
+    at_most(request.event_ids.len())?;
+    let mut rows = store.events.load_many(&request.event_ids).await?;
+    let ordered: Vec<EventRow> = request.event_ids.iter().filter_map(|id| rows.remove(id)).collect();
+    let rows = crate::visibility::for_server(&store, &request.server_name, ordered).await?;
+    Ok(QueryEventsResponse { events: visible(rows) })
 }
 
 async fn query_latest_events_and_state(
@@ -321,6 +333,7 @@ async fn query_backfill(store: Store, request: QueryBackfillRequest) -> Result<Q
     let limit = (request.limit as usize).min(MAX_PER_QUERY);
     let mut rows = walk_back(&store, &request.room_id, &request.from, &HashSet::new(), limit).await?;
     rows.sort_by_key(|row| std::cmp::Reverse(row.pdu.depth()));
+    let rows = crate::visibility::for_server(&store, &request.for_server, rows).await?;
     Ok(QueryEventsResponse { events: visible(rows) })
 }
 
@@ -342,6 +355,7 @@ async fn query_missing_events(
     let stop: HashSet<OwnedEventId> = request.earliest.iter().chain(&request.latest).cloned().collect();
     let mut rows = walk_back(&store, &request.room_id, &starts, &stop, limit).await?;
     rows.sort_by_key(|row| row.pdu.depth());
+    let rows = crate::visibility::for_server(&store, &request.for_server, rows).await?;
     Ok(QueryEventsResponse { events: visible(rows) })
 }
 

@@ -101,8 +101,11 @@ async fn paging_back_past_our_join_fetches_the_older_history_in_order() {
     assert!(bodies(&again).ends_with(&sent.iter().rev().cloned().collect::<Vec<_>>()), "{:?}", bodies(&again));
 }
 
+/// The room's server judges each event by the visibility in force when it
+/// was sent: history from while it was `joined` comes pruned to a server
+/// that had nobody in the room then, even after the room opened it up.
 #[tokio::test]
-async fn history_the_room_hides_from_later_members_stays_hidden() {
+async fn history_hidden_from_our_server_when_it_was_sent_comes_pruned() {
     let ca = TestCa::new("federation test CA");
     let (hs1, hs2) = tokio::join!(
         Deployment::start_with(Options::new(Mode::Monolith).federating(&ca)),
@@ -124,6 +127,8 @@ async fn history_the_room_hides_from_later_members_stays_hidden() {
     }
     bob.post(&format!("/join/{}", enc(&format!("#private-past:{}", hs1.server_name))), json!({})).await.expect(200);
     sync_until(&bob, None, |sync| joined(sync, &room_id)).await;
+    let path = format!("/rooms/{}/state/m.room.history_visibility/", enc(&room_id));
+    alice.put(&path, json!({"history_visibility": "shared"})).await.expect(200);
     send_text(&alice, &room_id, "for members").await;
     sync_until(&bob, None, |sync| {
         sync["rooms"]["join"][&room_id]["timeline"]["events"]
@@ -131,8 +136,11 @@ async fn history_the_room_hides_from_later_members_stays_hidden() {
             .is_some_and(|events| events.iter().any(|e| e["content"]["body"] == "for members"))
     })
     .await;
+
     let events = page_back(&bob, &room_id).await;
-    assert_eq!(bodies(&events), vec!["for members".to_owned()]);
+    assert_eq!(bodies(&events), vec!["for members".to_owned()], "no hidden message arrives whole");
+    let pruned = events.iter().filter(|e| e["type"] == "m.room.message" && e["content"] == json!({})).count();
+    assert_eq!(pruned, 5, "the hidden messages are there, pruned: {events:?}");
 }
 
 #[tokio::test]

@@ -600,6 +600,7 @@ async fn auth_chains_backfill_and_missing_events() {
             room_id: room.dag.room_id.clone(),
             from: vec![messages[4].clone()],
             limit: 3,
+            for_server: "remote.example".try_into().unwrap(),
         })
         .await
         .unwrap();
@@ -612,6 +613,7 @@ async fn auth_chains_backfill_and_missing_events() {
             earliest: vec![messages[0].clone()],
             latest: vec![messages[4].clone()],
             limit: 10,
+            for_server: "remote.example".try_into().unwrap(),
         })
         .await
         .unwrap();

@@ -447,6 +447,19 @@ pub struct QueryRoomVersionResponse {
 }
 
 rpc_method!(
+    /// Events as another server may see them: those the history visibility
+    /// hides from it pruned (federation `/event`).
+    QueryEventsForServer: "roomserver"."query_events_for_server", retry = true,
+    QueryEventsForServerRequest => QueryEventsResponse
+);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueryEventsForServerRequest {
+    pub event_ids: Vec<OwnedEventId>,
+    pub server_name: OwnedServerName,
+}
+
+rpc_method!(
     /// Events before the given ones, walking prev events breadth first, at most
     /// `limit`, newest first (federation `/backfill`).
     QueryBackfill: "roomserver"."query_backfill", retry = true, QueryBackfillRequest => QueryEventsResponse
@@ -455,6 +468,8 @@ rpc_method!(
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct QueryBackfillRequest {
     pub room_id: OwnedRoomId,
+    /// The server asking: what it may not see of the history comes pruned.
+    pub for_server: OwnedServerName,
     pub from: Vec<OwnedEventId>,
     pub limit: u32,
 }
@@ -468,6 +483,8 @@ rpc_method!(
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct QueryMissingEventsRequest {
     pub room_id: OwnedRoomId,
+    /// The server asking: what it may not see of the history comes pruned.
+    pub for_server: OwnedServerName,
     pub earliest: Vec<OwnedEventId>,
     pub latest: Vec<OwnedEventId>,
     pub limit: u32,

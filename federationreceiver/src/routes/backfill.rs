@@ -24,7 +24,12 @@ pub async fn get_backfill(
     let body = &request.body;
     access::check_in_room(&app, &body.room_id, origin).await?;
     let limit = u32::try_from(body.limit).unwrap_or(MAX_BACKFILL).min(MAX_BACKFILL);
-    let query = QueryBackfillRequest { room_id: body.room_id.clone(), from: body.v.clone(), limit };
+    let query = QueryBackfillRequest {
+        room_id: body.room_id.clone(),
+        from: body.v.clone(),
+        limit,
+        for_server: origin.to_owned(),
+    };
     let events = app.rt.bus.call::<QueryBackfill>(&query).await?.events;
     Ok(RumaResponse(Response::new(
         app.rt.config.global.server_name.clone(),

@@ -1,9 +1,9 @@
 //! `GET /_matrix/federation/v1/event/{eventId}`: one event, to a server in
-//! its room.
+//! its room (pruned when the room's history is hidden from that server).
 
 use axum::extract::State;
 use common::{
-    api::roomserver::{QueryEvents, QueryEventsRequest},
+    api::roomserver::{QueryEventsForServer, QueryEventsForServerRequest},
     http::{MatrixError, Ruma, RumaResponse},
 };
 use ruma::{
@@ -15,8 +15,9 @@ use crate::{App, access};
 
 pub async fn get_event(State(app): State<App>, request: Ruma<Request>) -> Result<RumaResponse<Response>, MatrixError> {
     let origin = request.origin()?;
-    let event_ids = vec![request.body.event_id.clone()];
-    let event = app.rt.bus.call::<QueryEvents>(&QueryEventsRequest { event_ids }).await?.events.into_iter().next();
+    let query =
+        QueryEventsForServerRequest { event_ids: vec![request.body.event_id.clone()], server_name: origin.to_owned() };
+    let event = app.rt.bus.call::<QueryEventsForServer>(&query).await?.events.into_iter().next();
     let event = event.ok_or_else(|| MatrixError::not_found("Unknown event"))?;
     access::check_in_room(&app, &event.room_id, origin).await?;
     Ok(RumaResponse(Response::new(

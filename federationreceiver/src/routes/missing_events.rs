@@ -28,6 +28,7 @@ pub async fn get_missing_events(
         earliest: body.earliest_events.clone(),
         latest: body.latest_events.clone(),
         limit,
+        for_server: origin.to_owned(),
     };
     let events = app.rt.bus.call::<QueryMissingEvents>(&query).await?.events;
     let events = events
