@@ -201,20 +201,14 @@ impl Room<'_> {
             Some(InputVerdict::Accepted { .. } | InputVerdict::SoftFailed { .. }) => Ok(()),
             // An event that fails the authorisation rules is stored as
             // rejected, which is the outcome (Synapse answers `{}` too); one
-            // whose signatures fail was never the sender's to send.
-            Some(InputVerdict::Rejected { reason, .. }) if !signature_failure(&reason) => {
+            // that was never taken (its signatures fail, it is no valid
+            // event) was never the sender's to send.
+            Some(InputVerdict::Rejected { reason, stored: true, .. }) => {
                 tracing::info!(event_id = %pdu.id(), reason, "a PDU was rejected");
                 Ok(())
             }
-            Some(InputVerdict::Rejected { reason, .. }) => Err(reason),
+            Some(InputVerdict::Rejected { reason, stored: false, .. }) => Err(reason),
             None => Err("no verdict".into()),
         }
     }
-}
-
-/// Whether the roomserver refused an event for its signatures (see
-/// roomserver/src/input: "bad signatures", "no keys for"), rather than by the
-/// authorisation rules.
-fn signature_failure(reason: &str) -> bool {
-    reason.starts_with("bad signatures") || reason.starts_with("no keys for")
 }

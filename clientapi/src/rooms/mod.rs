@@ -286,7 +286,7 @@ pub(crate) async fn publish_inputs_and_wait(
                         return Ok(());
                     }
                 }
-                InputVerdict::Rejected { event_id, reason } | InputVerdict::SoftFailed { event_id, reason }
+                InputVerdict::Rejected { event_id, reason, .. } | InputVerdict::SoftFailed { event_id, reason }
                     if pending.contains(&event_id) =>
                 {
                     return Err(MatrixError::forbidden(format!("The event was refused: {reason}")));

@@ -118,6 +118,11 @@ pub enum InputVerdict {
     Rejected {
         event_id: OwnedEventId,
         reason: String,
+        /// Stored as rejected: the authorisation rules refused it, which is
+        /// its outcome. Otherwise it was never taken (bad signatures, not a
+        /// valid event, nothing here to place it against).
+        #[serde(default)]
+        stored: bool,
     },
 }
 

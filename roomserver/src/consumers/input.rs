@@ -49,8 +49,15 @@ impl Input {
         let verdict = match &outcome {
             Ok(Verdict::Accepted) => Some(InputVerdict::Accepted { event_id }),
             Ok(Verdict::SoftFailed(reason)) => Some(InputVerdict::SoftFailed { event_id, reason: reason.clone() }),
-            Ok(Verdict::Rejected(reason)) => Some(InputVerdict::Rejected { event_id, reason: reason.clone() }),
-            Err(HandlerError::Reject(e)) => Some(InputVerdict::Rejected { event_id, reason: format!("{e:#}") }),
+            Ok(Verdict::Rejected(reason)) => {
+                Some(InputVerdict::Rejected { event_id, reason: reason.clone(), stored: true })
+            }
+            Ok(Verdict::Refused(reason)) => {
+                Some(InputVerdict::Rejected { event_id, reason: reason.clone(), stored: false })
+            }
+            Err(HandlerError::Reject(e)) => {
+                Some(InputVerdict::Rejected { event_id, reason: format!("{e:#}"), stored: false })
+            }
             // The message comes back; the publisher hears when it is decided.
             Err(HandlerError::Retry(_)) => None,
         };

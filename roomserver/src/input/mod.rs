@@ -30,7 +30,10 @@ use crate::storage::{EventRow, EventStatus, NewEvent, Room, StateMap, Store};
 pub enum Verdict {
     Accepted,
     SoftFailed(String),
+    /// Stored as rejected by the authorisation rules.
     Rejected(String),
+    /// Not taken: not a valid event of the room, or nothing to check it against.
+    Refused(String),
 }
 
 pub struct Processor {
@@ -77,7 +80,7 @@ impl Processor {
         }
 
         if let Err(e) = state_res::check_pdu_format(&object, &rules.event_format) {
-            return Ok(Verdict::Rejected(format!("malformed event: {e}")));
+            return Ok(Verdict::Refused(format!("malformed event: {e}")));
         }
         if msg.origin != self.server_name {
             let keys = keys::for_event(&self.bus, &self.server_name, &self.own_keys, &object, &rules).await?;
@@ -87,14 +90,14 @@ impl Processor {
                 Ok(Verified::Signatures) => {
                     object = ruma::canonical_json::redact(object, &rules.redaction, None).map_err(reject)?;
                 }
-                Err(e) => return Ok(Verdict::Rejected(format!("bad signatures: {e}"))),
+                Err(e) => return Ok(Verdict::Refused(format!("bad signatures: {e}"))),
             }
         }
         let json = serde_json::value::to_raw_value(&object).map_err(reject)?;
         let pdu = Pdu::parse(event_id.clone(), json).map_err(reject)?;
         let room_id = self.room_of(&pdu, &rules)?;
         if room_id != msg.room_id {
-            return Ok(Verdict::Rejected(format!("the event belongs to {room_id}, not {}", msg.room_id)));
+            return Ok(Verdict::Refused(format!("the event belongs to {room_id}, not {}", msg.room_id)));
         }
 
         // Authorisation against the event's own auth events.
@@ -110,7 +113,7 @@ impl Processor {
             if msg.kind == InputKind::Outlier && self.local_membership_outside(&pdu, &room_id).await? {
                 return self.store_outlier(msg, &pdu, &room_id).await;
             }
-            return Ok(Verdict::Rejected(format!("auth event {missing} is unknown here")));
+            return Ok(Verdict::Refused(format!("auth event {missing} is unknown here")));
         }
         let auth: HashMap<OwnedEventId, Pdu> = auth_rows
             .into_iter()
@@ -284,7 +287,7 @@ impl Processor {
             snapshots.dedup();
             match snapshots.as_slice() {
                 [] if msg.kind == InputKind::Historical => return self.store_history(msg, rules, pdu, room_id).await,
-                [] => return Ok(Verdict::Rejected("none of the prev events is known here with its state".into())),
+                [] => return Ok(Verdict::Refused("none of the prev events is known here with its state".into())),
                 [one] => (Some(*one), self.store.snapshots.load(*one).await?),
                 many => {
                     let mut states = Vec::with_capacity(many.len());
@@ -318,7 +321,7 @@ impl Processor {
                 max_depth: 0,
                 last_stream_ordering: 0,
             },
-            None => return Ok(Verdict::Rejected("the room is unknown here".into())),
+            None => return Ok(Verdict::Refused("the room is unknown here".into())),
         };
         let current = match room.current_state {
             Some(id) => Some(self.store.snapshots.load(id).await?),
