@@ -28,13 +28,15 @@ use ruma::{
 };
 use serde_json::value::RawValue;
 
-use crate::App;
+use crate::{App, access};
 
 const VERDICT_PATIENCE: Duration = Duration::from_secs(30);
 
 pub async fn invite(State(app): State<App>, request: Ruma<Request>) -> Result<RumaResponse<Response>, MatrixError> {
     let origin = request.origin()?;
     let body = &request.body;
+    // Before anything else, so a banned server learns nothing from the answer.
+    access::check_acl(&app, &body.room_id, origin).await?;
     let version = &body.room_version;
     if !SUPPORTED_ROOM_VERSIONS.contains(&version.as_str()) {
         return Err(MatrixError::new(

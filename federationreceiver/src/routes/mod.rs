@@ -20,7 +20,7 @@ mod state;
 mod version;
 
 use axum::{Router, routing::get};
-use common::http::RumaRouter;
+use common::http::{RouteOptions, RumaRouter};
 use ruma::api::federation::{
     authorization::get_event_authorization,
     backfill::get_backfill,
@@ -49,7 +49,10 @@ pub fn router(app: App) -> Router {
     Router::new()
         .ruma::<get_server_version::v1::Request, _, _>(version::get_server_version)
         // Transactions
-        .ruma::<send_transaction_message::v1::Request, _, _>(send::send_transaction)
+        .ruma_with::<send_transaction_message::v1::Request, _, _>(
+            send::send_transaction,
+            RouteOptions::NON_CANONICAL_BODY,
+        )
         // Membership
         .ruma::<prepare_join_event::v1::Request, _, _>(make_join::make_join)
         .ruma::<create_join_event::v2::Request, _, _>(send_join::send_join)
@@ -64,7 +67,10 @@ pub fn router(app: App) -> Router {
         .ruma::<get_room_state_ids::v1::Request, _, _>(state::get_state_ids)
         .ruma::<get_event_authorization::v1::Request, _, _>(event_auth::get_event_auth)
         .ruma::<get_backfill::v1::Request, _, _>(backfill::get_backfill)
-        .ruma::<get_missing_events::v1::Request, _, _>(missing_events::get_missing_events)
+        .ruma_with::<get_missing_events::v1::Request, _, _>(
+            missing_events::get_missing_events,
+            RouteOptions::body_defaults(missing_events::body_defaults),
+        )
         // Queries and the directory
         .ruma::<get_profile_information::v1::Request, _, _>(query_profile::query_profile)
         .ruma::<get_room_information::v1::Request, _, _>(query_directory::query_directory)
