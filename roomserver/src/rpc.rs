@@ -156,8 +156,11 @@ async fn query_state_at_event(
 async fn query_auth_chain(store: Store, request: QueryAuthChainRequest) -> Result<QueryEventsResponse, RemoteError> {
     at_most(request.event_ids.len())?;
     let roots = store.events.load_many(&request.event_ids).await?;
+    // Every event reached through auth events, a root too when another
+    // root's chain holds it: a send_join answer's chain must hold the create
+    // event and the power levels even though they are in its state as well.
     let closure = auth_closure(&store.events, roots.values().flat_map(|r| r.pdu.auth_ids().to_vec()), None).await?;
-    let ids: Vec<OwnedEventId> = closure.keys().filter(|id| !roots.contains_key(*id)).cloned().collect();
+    let ids: Vec<OwnedEventId> = closure.into_keys().collect();
     let rows = store.events.load_many(&ids).await?;
     Ok(QueryEventsResponse { events: visible(rows.into_values()) })
 }

@@ -309,7 +309,9 @@ pub struct QueryStateAtEventRequest {
 }
 
 rpc_method!(
-    /// The full auth chain of the given events (the events themselves left out).
+    /// The full auth chain of the given events: every event their auth
+    /// events lead to, one of the given events included when it is in the
+    /// chain of another (as the state's events are in one another's).
     QueryAuthChain: "roomserver"."query_auth_chain", retry = true, QueryAuthChainRequest => QueryEventsResponse
 );
 
