@@ -45,6 +45,8 @@ pub fn router(app: App) -> Router {
         .route("/_matrix/key/v2/server/{key_id}", get(key_server::get_server_keys))
         .ruma::<get_remote_server_keys_batch::v2::Request, _, _>(key_server::query_keys_batch)
         .ruma::<get_remote_server_keys::v2::Request, _, _>(key_server::query_keys)
+        // Deprecated too, and still asked.
+        .route("/_matrix/key/v2/query/{server_name}/{key_id}", get(key_server::query_key_by_id))
         .with_state(app.rt.clone());
     Router::new()
         .ruma::<get_server_version::v1::Request, _, _>(version::get_server_version)
