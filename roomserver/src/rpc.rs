@@ -50,6 +50,7 @@ pub fn start(rt: &Runtime, store: &Store) {
     serve_with::<QueryRoomVersion, _, _>(rt, store, query_room_version);
     serve_with::<QueryBackfill, _, _>(rt, store, query_backfill);
     serve_with::<QueryMissingEvents, _, _>(rt, store, query_missing_events);
+    serve_with::<QueryEventByTimestamp, _, _>(rt, store, query_event_by_timestamp);
     serve_with::<ForgetRoom, _, _>(rt, store, forget_room);
 }
 
@@ -283,6 +284,19 @@ async fn query_missing_events(
     let mut rows = walk_back(&store, &request.room_id, &starts, &stop, limit).await?;
     rows.sort_by_key(|row| row.pdu.depth());
     Ok(QueryEventsResponse { events: visible(rows) })
+}
+
+async fn query_event_by_timestamp(
+    store: Store,
+    request: QueryEventByTimestampRequest,
+) -> Result<QueryEventByTimestampResponse, RemoteError> {
+    let ts = i64::try_from(request.ts).unwrap_or(i64::MAX);
+    let found = store.events.nearest_in_time(request.room_id.as_str(), ts, request.backward).await?;
+    let (event_id, origin_server_ts) = found.ok_or_else(|| not_found("no event in the room at that time"))?;
+    Ok(QueryEventByTimestampResponse {
+        event_id: event_id.as_str().try_into().map_err(anyhow::Error::from)?,
+        origin_server_ts: u64::try_from(origin_server_ts).unwrap_or_default(),
+    })
 }
 
 async fn forget_room(store: Store, request: ForgetRoomRequest) -> Result<(), RemoteError> {

@@ -3,7 +3,7 @@
 //! whole auth chain of the returned state, the events that are also in the
 //! state included; `get_missing_events` takes a body with only
 //! `latest_events` (limit 10, min_depth 0, no earliest events) or none at
-//! all.
+//! all; `timestamp_to_event` finds the event nearest a time either way.
 
 mod federation_support;
 mod sync_support;
@@ -59,4 +59,35 @@ async fn get_missing_events_defaults_what_the_body_leaves_out() {
 
     let (status, body) = scene.call(Method::POST, &path, Some(&json!({})), None).await;
     assert_eq!((status, &body), (200, &json!({"events": []})), "nothing asked, nothing answered");
+}
+
+#[tokio::test]
+async fn timestamp_to_event_finds_the_event_nearest_a_time() {
+    let scene = Scene::start().await;
+    let first = send_text(&scene.alice, &scene.room_id, "first").await;
+    let last = send_text(&scene.alice, &scene.room_id, "last").await;
+    let ts_of = |event_id: String| {
+        let alice = &scene.alice;
+        let path = format!("/rooms/{}/event/{}", enc(&scene.room_id), enc(&event_id));
+        async move { alice.get(&path).await.expect(200)["origin_server_ts"].as_u64().expect("a timestamp") }
+    };
+    let (first_ts, last_ts) = (ts_of(first.clone()).await, ts_of(last.clone()).await);
+    let scene = &scene;
+    let ask = |ts: u64, dir: &str| {
+        let path = format!("/_matrix/federation/v1/timestamp_to_event/{}?ts={ts}&dir={dir}", enc(&scene.room_id));
+        async move { scene.call(Method::GET, &path, None, None).await }
+    };
+
+    let (status, body) = ask(last_ts, "b").await;
+    assert_eq!((status, body["event_id"].as_str()), (200, Some(last.as_str())), "{body}");
+    assert_eq!(body["origin_server_ts"], last_ts, "{body}");
+    let (status, body) = ask(first_ts, "f").await;
+    assert_eq!((status, body["origin_server_ts"].as_u64()), (200, Some(first_ts)), "{body}");
+    if first_ts < last_ts {
+        assert_eq!(body["event_id"], first.as_str(), "{body}");
+    }
+    let (status, body) = ask(last_ts + 1, "f").await;
+    assert_eq!((status, body["errcode"].as_str()), (404, Some("M_NOT_FOUND")), "nothing after the last: {body}");
+    let (status, body) = ask(0, "b").await;
+    assert_eq!((status, body["errcode"].as_str()), (404, Some("M_NOT_FOUND")), "nothing before the first: {body}");
 }

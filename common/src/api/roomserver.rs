@@ -427,6 +427,28 @@ pub struct QueryBackfillRequest {
 }
 
 rpc_method!(
+    /// The accepted event of a room nearest a time: the first at or after
+    /// `ts`, or with `backward` the last at or before it (federation
+    /// `/timestamp_to_event`). NotFound when there is none.
+    QueryEventByTimestamp: "roomserver"."query_event_by_timestamp", retry = true,
+    QueryEventByTimestampRequest => QueryEventByTimestampResponse
+);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueryEventByTimestampRequest {
+    pub room_id: OwnedRoomId,
+    /// Milliseconds since the epoch.
+    pub ts: u64,
+    pub backward: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueryEventByTimestampResponse {
+    pub event_id: OwnedEventId,
+    pub origin_server_ts: u64,
+}
+
+rpc_method!(
     /// Events reachable backwards from `latest` that are not reachable from
     /// `earliest`, at most `limit`, oldest first (federation `/get_missing_events`).
     QueryMissingEvents: "roomserver"."query_missing_events", retry = true, QueryMissingEventsRequest => QueryEventsResponse

@@ -17,6 +17,7 @@ mod send_join;
 mod send_knock;
 mod send_leave;
 mod state;
+mod timestamp_to_event;
 mod version;
 
 use axum::{Router, routing::get};
@@ -26,7 +27,7 @@ use ruma::api::federation::{
     backfill::get_backfill,
     directory::{get_public_rooms, get_public_rooms_filtered},
     discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version},
-    event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
+    event::{get_event, get_event_by_timestamp, get_missing_events, get_room_state, get_room_state_ids},
     membership::{
         create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event,
         prepare_knock_event, prepare_leave_event,
@@ -69,6 +70,7 @@ pub fn router(app: App) -> Router {
         .ruma::<get_room_state_ids::v1::Request, _, _>(state::get_state_ids)
         .ruma::<get_event_authorization::v1::Request, _, _>(event_auth::get_event_auth)
         .ruma::<get_backfill::v1::Request, _, _>(backfill::get_backfill)
+        .ruma::<get_event_by_timestamp::v1::Request, _, _>(timestamp_to_event::timestamp_to_event)
         .ruma_with::<get_missing_events::v1::Request, _, _>(
             missing_events::get_missing_events,
             RouteOptions::body_defaults(missing_events::body_defaults),
