@@ -3,7 +3,8 @@
 //! whole auth chain of the returned state, the events that are also in the
 //! state included; `get_missing_events` takes a body with only
 //! `latest_events` (limit 10, min_depth 0, no earliest events) or none at
-//! all; `timestamp_to_event` finds the event nearest a time either way.
+//! all; `timestamp_to_event` finds the event nearest a time either way; the
+//! v1 `send_leave` and `send_join` older servers use answer `[200, {…}]`.
 
 mod federation_support;
 mod sync_support;
@@ -90,4 +91,38 @@ async fn timestamp_to_event_finds_the_event_nearest_a_time() {
     assert_eq!((status, body["errcode"].as_str()), (404, Some("M_NOT_FOUND")), "nothing after the last: {body}");
     let (status, body) = ask(0, "b").await;
     assert_eq!((status, body["errcode"].as_str()), (404, Some("M_NOT_FOUND")), "nothing before the first: {body}");
+}
+
+#[tokio::test]
+async fn v1_send_leave_and_send_join_answer_in_the_v1_shape() {
+    let scene = Scene::start().await;
+    let signed = |made: &Value| {
+        let template: CanonicalJsonObject = serde_json::from_value(made["event"].clone()).unwrap();
+        pdu::finish(template, &RoomVersionId::V10, &scene.remote.server_name, &scene.remote.key).unwrap()
+    };
+    let room = enc(&scene.room_id);
+    let user = enc(&scene.mallory);
+
+    let (status, made) =
+        scene.call(Method::GET, &format!("/_matrix/federation/v1/make_leave/{room}/{user}"), None, None).await;
+    assert_eq!(status, 200, "{made}");
+    let leave = signed(&made);
+    let path = format!("/_matrix/federation/v1/send_leave/{room}/{}", enc(leave.event_id.as_str()));
+    let (status, body) =
+        scene.call(Method::PUT, &path, Some(&serde_json::to_value(&leave.object).unwrap()), None).await;
+    assert_eq!((status, &body), (200, &json!([200, {}])), "{body}");
+
+    let path = format!("/_matrix/federation/v1/make_join/{room}/{user}?ver=10");
+    let (status, made) = scene.call(Method::GET, &path, None, None).await;
+    assert_eq!(status, 200, "{made}");
+    let join = signed(&made);
+    let path = format!("/_matrix/federation/v1/send_join/{room}/{}", enc(join.event_id.as_str()));
+    let (status, body) = scene.call(Method::PUT, &path, Some(&serde_json::to_value(&join.object).unwrap()), None).await;
+    assert_eq!((status, &body[0]), (200, &json!(200)), "{body}");
+    assert_eq!(body[1]["origin"], scene.hs.server_name.as_str(), "{body}");
+    let state = body[1]["state"].as_array().expect("state");
+    assert!(state.iter().any(|e| e["type"] == "m.room.create"), "{body}");
+    assert!(body[1]["auth_chain"].as_array().is_some_and(|chain| !chain.is_empty()), "{body}");
+    let members = scene.alice.get(&format!("/rooms/{room}/joined_members")).await.expect(200);
+    assert!(members["joined"].get(&scene.mallory).is_some(), "mallory is back: {members}");
 }

@@ -20,7 +20,10 @@ mod state;
 mod timestamp_to_event;
 mod version;
 
-use axum::{Router, routing::get};
+use axum::{
+    Router,
+    routing::{get, put},
+};
 use common::http::{RouteOptions, RumaRouter};
 use ruma::api::federation::{
     authorization::get_event_authorization,
@@ -61,6 +64,10 @@ pub fn router(app: App) -> Router {
         .ruma::<create_join_event::v2::Request, _, _>(send_join::send_join)
         .ruma::<prepare_leave_event::v1::Request, _, _>(make_leave::make_leave)
         .ruma::<create_leave_event::v2::Request, _, _>(send_leave::send_leave)
+        // v1 of send_join and send_leave, which older servers still use:
+        // the same request as v2, another answer.
+        .route("/_matrix/federation/v1/send_join/{room_id}/{event_id}", put(send_join::send_join_v1))
+        .route("/_matrix/federation/v1/send_leave/{room_id}/{event_id}", put(send_leave::send_leave_v1))
         .ruma::<prepare_knock_event::v1::Request, _, _>(make_knock::make_knock)
         .ruma::<create_knock_event::v1::Request, _, _>(send_knock::send_knock)
         .ruma::<create_invite::v2::Request, _, _>(invite::invite)
