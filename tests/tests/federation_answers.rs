@@ -4,7 +4,8 @@
 //! state included; `get_missing_events` takes a body with only
 //! `latest_events` (limit 10, min_depth 0, no earliest events) or none at
 //! all; `timestamp_to_event` finds the event nearest a time either way; the
-//! v1 `send_leave` and `send_join` older servers use answer `[200, {…}]`.
+//! v1 `send_leave`, `send_join` and `invite` older servers use answer
+//! `[200, {…}]`.
 
 mod federation_support;
 mod sync_support;
@@ -125,4 +126,42 @@ async fn v1_send_leave_and_send_join_answer_in_the_v1_shape() {
     assert!(body[1]["auth_chain"].as_array().is_some_and(|chain| !chain.is_empty()), "{body}");
     let members = scene.alice.get(&format!("/rooms/{room}/joined_members")).await.expect(200);
     assert!(members["joined"].get(&scene.mallory).is_some(), "mallory is back: {members}");
+}
+
+#[tokio::test]
+async fn a_v1_invite_is_cosigned_and_answered_in_the_v1_shape() {
+    let room = json!({"preset": "public_chat", "room_version": "10", "power_level_content_override": {"invite": 0}});
+    let scene = Scene::start_in(room).await;
+    let bob = scene.hs.new_user().await;
+    let joined = federation_support::Joined {
+        room_id: scene.room_id.clone(),
+        auth: scene.auth.clone(),
+        latest: scene.latest.clone(),
+        answer: Value::Null,
+    };
+    let room_id = ruma::RoomId::parse(&joined.room_id).unwrap();
+    let invite = common::pdu::EventBuilder::new(
+        scene.mallory.as_str().try_into().unwrap(),
+        "m.room.member",
+        json!({"membership": "invite"}),
+    )
+    .state(bob.user_id.as_str())
+    .build(
+        &RoomVersionId::V10,
+        Some(&room_id),
+        std::slice::from_ref(&joined.latest),
+        &joined.auth,
+        100,
+        &scene.remote.server_name,
+        &scene.remote.key,
+    )
+    .unwrap();
+    let mut body = serde_json::to_value(&invite.object).unwrap();
+    body["unsigned"] = json!({"invite_room_state": [{"type": "m.room.name", "state_key": "", "sender": scene.mallory, "content": {"name": "v1 land"}}]});
+    let path = format!("/_matrix/federation/v1/invite/{}/{}", enc(&scene.room_id), enc(invite.event_id.as_str()));
+    let (status, answer) = scene.call(Method::PUT, &path, Some(&body), None).await;
+    assert_eq!((status, &answer[0]), (200, &json!(200)), "{answer}");
+    let signed = &answer[1]["event"];
+    assert!(signed["signatures"].get(&scene.hs.server_name).is_some(), "co-signed by us: {answer}");
+    assert_eq!(id_of(signed), invite.event_id, "the same event: {answer}");
 }

@@ -196,6 +196,7 @@ where
         check_body(&parts.method, &bytes, empty_allowed)?;
         // Not every ruma body takes an empty body for `{}` by itself.
         let bytes = if empty_allowed && bytes.is_empty() { bytes::Bytes::from_static(b"{}") } else { bytes };
+        let sent = bytes.clone();
         let bytes = match parts.extensions.get::<BodyDefaults>() {
             Some(BodyDefaults(fill)) => with_defaults(bytes, *fill)?,
             None => bytes,
@@ -213,7 +214,7 @@ where
             (parsed, _) => parsed,
         };
         match parsed {
-            Ok(body) => Ok(Ruma { body, user, client_ip, origin, raw_body: bytes }),
+            Ok(body) => Ok(Ruma { body, user, client_ip, origin, raw_body: sent }),
             Err(FromHttpRequestError::MethodMismatch { .. }) => Err(MatrixError::method_not_allowed()),
             Err(FromHttpRequestError::Deserialization(DeserializationError::Json(e))) => {
                 Err(MatrixError::bad_json(format!("Malformed request body: {e}")))

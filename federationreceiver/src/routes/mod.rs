@@ -71,6 +71,10 @@ pub fn router(app: App) -> Router {
         .ruma::<prepare_knock_event::v1::Request, _, _>(make_knock::make_knock)
         .ruma::<create_knock_event::v1::Request, _, _>(send_knock::send_knock)
         .ruma::<create_invite::v2::Request, _, _>(invite::invite)
+        .ruma_with::<create_invite::v1::Request, _, _>(
+            invite::invite_v1,
+            RouteOptions::body_defaults(invite::v1_defaults),
+        )
         // Events and state
         .ruma::<get_event::v1::Request, _, _>(event::get_event)
         .ruma::<get_room_state::v1::Request, _, _>(state::get_state)

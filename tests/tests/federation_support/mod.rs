@@ -46,12 +46,17 @@ pub struct Joined {
 
 impl Scene {
     pub async fn start() -> Scene {
+        Self::start_in(json!({"preset": "public_chat", "room_version": "10"})).await
+    }
+
+    /// Like [`Scene::start`], in a room created with `create` (a version 10 room).
+    pub async fn start_in(create: Value) -> Scene {
         let ca = TestCa::new("federation test CA");
         let hs = Deployment::start_with(Options::new(Mode::Monolith).federating(&ca)).await;
         let remote = RemoteServer::start(&ca).await;
         let http = hs.federation_client();
         let alice = hs.new_user().await;
-        let room_id = create_room(&alice, json!({"preset": "public_chat", "room_version": "10"})).await;
+        let room_id = create_room(&alice, create).await;
         let mallory = format!("@mallory:{}", remote.server_name);
         let mut scene = Scene {
             hs,
