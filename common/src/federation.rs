@@ -47,6 +47,16 @@ impl FederationError {
         }
     }
 
+    /// Whether the server does not know the endpoint (404, or 400
+    /// M_UNRECOGNIZED): an older server, to be asked on an older version.
+    pub fn is_unrecognized(&self) -> bool {
+        match self {
+            FederationError::Refused { status: 404, .. } => true,
+            FederationError::Refused { status: 400, errcode, .. } => errcode == "M_UNRECOGNIZED",
+            _ => false,
+        }
+    }
+
     /// Whether the server said it does not have what was asked.
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
@@ -132,6 +142,30 @@ where
     decode::<R::IncomingResponse>(response)
 }
 
+/// Sends a request built as it is sent (for endpoint versions ruma has no
+/// type for) and reads a v1-style answer, `[200, body]`, as `T`.
+pub async fn request_v1<T: serde::de::DeserializeOwned>(
+    bus: &Bus,
+    mut outgoing: FederationRequest,
+    timeout: Duration,
+) -> Result<T, FederationError> {
+    outgoing.timeout_ms = Some(timeout.as_millis() as u64);
+    let budget = timeout + Duration::from_secs(5);
+    let response: FederationResponse = match bus.call_within::<SendFederationRequest>(&outgoing, budget).await {
+        Ok(response) => response,
+        Err(RpcError::Remote(e)) if e.kind == RemoteErrorKind::Unreachable => {
+            return Err(FederationError::Unreachable(e.message));
+        }
+        Err(e) => return Err(FederationError::Rpc(e)),
+    };
+    if response.status >= 400 {
+        return Err(refusal(response));
+    }
+    let (_, body): (u16, T) =
+        serde_json::from_str(&response.body).map_err(|e| FederationError::BadResponse(e.to_string()))?;
+    Ok(body)
+}
+
 /// The request as federationsender signs and sends it.
 pub fn encode<R>(destination: &ServerName, request: R) -> Result<FederationRequest, FederationError>
 where
@@ -163,14 +197,7 @@ where
 /// Reads an answer with the endpoint's response type.
 pub fn decode<T: IncomingResponse>(response: FederationResponse) -> Result<T, FederationError> {
     if response.status >= 400 {
-        let error: serde_json::Value = serde_json::from_str(&response.body).unwrap_or_default();
-        let text = |field: &str| error.get(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-        return Err(FederationError::Refused {
-            status: response.status,
-            errcode: text("errcode"),
-            message: text("error"),
-            body: response.body,
-        });
+        return Err(refusal(response));
     }
     let http = http::Response::builder()
         .status(response.status)
@@ -178,4 +205,15 @@ pub fn decode<T: IncomingResponse>(response: FederationResponse) -> Result<T, Fe
         .body(response.body.as_bytes())
         .map_err(|e| FederationError::BadResponse(e.to_string()))?;
     T::try_from_http_response_inner(http).map_err(|e| FederationError::BadResponse(e.to_string()))
+}
+
+fn refusal(response: FederationResponse) -> FederationError {
+    let error: serde_json::Value = serde_json::from_str(&response.body).unwrap_or_default();
+    let text = |field: &str| error.get(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    FederationError::Refused {
+        status: response.status,
+        errcode: text("errcode"),
+        message: text("error"),
+        body: response.body,
+    }
 }

@@ -56,7 +56,16 @@ struct Shared {
     /// What `/_matrix/key/v2/server` serves; None: a fresh signed response.
     keys: Mutex<Option<Value>>,
     replies: Mutex<HashMap<String, (u16, Value)>>,
+    answerers: Mutex<Vec<(String, Answerer)>>,
     recorded: Mutex<Vec<Recorded>>,
+}
+
+/// Works out the answer to a request from the request.
+pub type Answerer = Arc<dyn Fn(&Recorded) -> (u16, Value) + Send + Sync>;
+
+/// Whether `pattern` (a path, or a prefix ending in `*`) covers `path`.
+fn covers(pattern: &str, path: &str) -> bool {
+    pattern == path || pattern.strip_suffix('*').is_some_and(|prefix| path.starts_with(prefix))
 }
 
 pub struct RemoteServer {
@@ -129,6 +138,12 @@ impl RemoteServer {
         self.shared.replies.lock().expect("not poisoned").insert(path.to_owned(), (status, body));
     }
 
+    /// Answers requests for `path` (a `*` at the end: every path it begins)
+    /// with what `answer` makes of each, before any [`RemoteServer::reply`].
+    pub fn answer_with(&self, path: &str, answer: impl Fn(&Recorded) -> (u16, Value) + Send + Sync + 'static) {
+        self.shared.answerers.lock().expect("not poisoned").push((path.to_owned(), Arc::new(answer)));
+    }
+
     /// Every request but key fetches, in order of arrival.
     pub fn recorded(&self) -> Vec<Recorded> {
         self.shared.recorded.lock().expect("not poisoned").clone()
@@ -157,15 +172,20 @@ async fn record(
     body: Bytes,
 ) -> Response {
     let path_and_query = uri.path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_else(|| "/".into());
-    shared.recorded.lock().expect("not poisoned").push(Recorded { method, uri: path_and_query, headers, body });
-    let reply = {
-        let replies = shared.replies.lock().expect("not poisoned");
-        replies.get(uri.path()).cloned().or_else(|| {
-            replies
-                .iter()
-                .find(|(path, _)| path.strip_suffix('*').is_some_and(|prefix| uri.path().starts_with(prefix)))
-                .map(|(_, reply)| reply.clone())
-        })
+    let request = Recorded { method, uri: path_and_query, headers, body };
+    shared.recorded.lock().expect("not poisoned").push(request.clone());
+    let answerer = {
+        let answerers = shared.answerers.lock().expect("not poisoned");
+        answerers.iter().find(|(pattern, _)| covers(pattern, uri.path())).map(|(_, answer)| answer.clone())
+    };
+    let reply = match answerer {
+        Some(answer) => Some(answer(&request)),
+        None => {
+            let replies = shared.replies.lock().expect("not poisoned");
+            replies.get(uri.path()).cloned().or_else(|| {
+                replies.iter().find(|(pattern, _)| covers(pattern, uri.path())).map(|(_, reply)| reply.clone())
+            })
+        }
     };
     let (status, body) = reply.unwrap_or((404, json!({ "errcode": "M_UNRECOGNIZED", "error": "nothing here" })));
     (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Json(body)).into_response()
