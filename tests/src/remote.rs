@@ -231,7 +231,9 @@ impl RemoteServer {
 impl RemoteServer {
     /// Like [`RemoteServer::request`], for a body canonical JSON cannot
     /// hold (a float): signed over the body as JSON with sorted keys, the
-    /// way a server that does not check its JSON would sign it.
+    /// way a server that does not check its JSON would sign it (by `key`
+    /// when given, to forge the signature).
+    #[allow(clippy::too_many_arguments)]
     pub async fn request_non_canonical(
         &self,
         http: &reqwest::Client,
@@ -240,6 +242,7 @@ impl RemoteServer {
         method: Method,
         path: &str,
         body: &Value,
+        key: Option<&SigningKey>,
     ) -> (u16, Value) {
         use ruma::signatures::KeyPair;
         // serde_json's maps are sorted by key (no `preserve_order` here).
@@ -250,7 +253,7 @@ impl RemoteServer {
             "origin": self.server_name,
             "uri": path,
         });
-        let signature = self.key.pair().sign(signed.to_string().as_bytes());
+        let signature = key.unwrap_or(&self.key).pair().sign(signed.to_string().as_bytes());
         let authorization = format!(
             "X-Matrix origin=\"{}\",destination=\"{destination}\",key=\"{}\",sig=\"{}\"",
             self.server_name,

@@ -7,7 +7,8 @@
 //! transaction sent again under the same id is answered as the first time
 //! and its new PDUs are never taken. Nothing refused is served afterwards.
 //! A signed body that canonical JSON cannot hold (a float) is 400
-//! M_BAD_JSON, not 401; in a transaction only the PDU holding it is dropped.
+//! M_BAD_JSON, not 401, whatever its signature; in a transaction, whose
+//! signature still counts, only the PDU holding it is dropped.
 //! A server the room's `m.room.server_acl` denies is 403 M_FORBIDDEN on
 //! `/invite` and `/get_missing_events` before anything else is looked at.
 
@@ -112,11 +113,13 @@ async fn floats_are_bad_json_and_only_their_pdu_is_dropped_from_a_transaction() 
         "content": {"membership": "join", "bad_val": 1.1},
     });
     let path = format!("/_matrix/federation/v2/send_join/{}/{}", enc(&scene.room_id), enc("$whatever"));
-    let (status, body) = scene
-        .remote
-        .request_non_canonical(&scene.http, &scene.hs.federation_url, &scene.hs.server_name, Method::PUT, &path, &join)
-        .await;
-    assert_eq!((status, body["errcode"].as_str()), (400, Some("M_BAD_JSON")), "{body}");
+    let (http, url, name) = (&scene.http, &scene.hs.federation_url, &scene.hs.server_name);
+    let forger = SigningKey::generate();
+    for key in [None, Some(&forger)] {
+        let (status, body) = scene.remote.request_non_canonical(http, url, name, Method::PUT, &path, &join, key).await;
+        // Bad JSON before a bad signature.
+        assert_eq!((status, body["errcode"].as_str()), (400, Some("M_BAD_JSON")), "{body}");
+    }
 
     let good = scene.message("a message beside a float", None);
     let mut bad = json_of(&scene.message("a message with a float", None));
@@ -126,17 +129,14 @@ async fn floats_are_bad_json_and_only_their_pdu_is_dropped_from_a_transaction() 
         "origin_server_ts": 1,
         "pdus": [json_of(&good), bad],
     });
-    let (status, body) = scene
-        .remote
-        .request_non_canonical(
-            &scene.http,
-            &scene.hs.federation_url,
-            &scene.hs.server_name,
-            Method::PUT,
-            "/_matrix/federation/v1/send/floaty",
-            &transaction,
-        )
-        .await;
+    // On /send the signature still counts, over the body as sent.
+    let forged = "/_matrix/federation/v1/send/forged-floats";
+    let (status, body) =
+        scene.remote.request_non_canonical(http, url, name, Method::PUT, forged, &transaction, Some(&forger)).await;
+    assert_eq!((status, body["errcode"].as_str()), (401, Some("M_UNAUTHORIZED")), "{body}");
+    let path = "/_matrix/federation/v1/send/floaty";
+    let (status, body) =
+        scene.remote.request_non_canonical(http, url, name, Method::PUT, path, &transaction, None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["pdus"][good.event_id.as_str()], json!({}), "{body}");
     assert_eq!(body["pdus"].as_object().map(|pdus| pdus.len()), Some(1), "only the good PDU is named: {body}");
