@@ -373,14 +373,19 @@ async fn invite_remote(
     let request = QueryCurrentStateRequest { room_id: room_id.to_owned(), filter: Some(filter) };
     let invite_state =
         app.rt.bus.call::<QueryCurrentState>(&request).await?.state.into_iter().map(|e| RawStrippedState::Pdu(e.event));
+    let invite_state: Vec<RawStrippedState> = invite_state.collect();
     let ask = create_invite::v2::Request::new(
         room_id.to_owned(),
         built.event_id.clone(),
         version.clone(),
         built.to_raw(),
-        invite_state.collect(),
+        invite_state.clone(),
     );
-    let signed = federation::request(&app.rt.bus, invitee.server_name(), ask).await?.event;
+    let signed = match federation::request(&app.rt.bus, invitee.server_name(), ask.clone()).await {
+        Ok(answer) => answer.event,
+        Err(e) if e.is_unrecognized() => invite_v1(app, invitee, ask, &built, &invite_state).await?,
+        Err(e) => return Err(e.into()),
+    };
     let same = common::pdu::received(&signed, &version).is_ok_and(|pdu| pdu.id() == built.event_id);
     if !same {
         return Err(MatrixError::unknown(
@@ -397,6 +402,29 @@ async fn invite_remote(
     };
     rooms::publish_inputs_and_wait(app, &version, vec![publish]).await?;
     Ok(())
+}
+
+/// The invite through v1, for a server that does not know v2: the bare
+/// event with the stripped state in its `unsigned`, answered
+/// `[200, {"event": …}]`.
+async fn invite_v1(
+    app: &App,
+    invitee: &UserId,
+    v2: create_invite::v2::Request,
+    built: &common::pdu::BuiltEvent,
+    invite_state: &[RawStrippedState],
+) -> Result<Box<serde_json::value::RawValue>, MatrixError> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        event: Box<serde_json::value::RawValue>,
+    }
+    let mut outgoing = federation::encode(invitee.server_name(), v2)?;
+    outgoing.uri = outgoing.uri.replacen("/v2/invite/", "/v1/invite/", 1);
+    let mut event = serde_json::to_value(&built.object).map_err(MatrixError::internal)?;
+    event["unsigned"] = serde_json::json!({ "invite_room_state": invite_state });
+    outgoing.body = Some(serde_json::value::to_raw_value(&event).map_err(MatrixError::internal)?);
+    let answer: Answer = federation::request_v1(&app.rt.bus, outgoing, federation::DEFAULT_TIMEOUT).await?;
+    Ok(answer.event)
 }
 
 /// `kicker` removes `target`, who must be joined, invited or knocking.

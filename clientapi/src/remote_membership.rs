@@ -131,8 +131,14 @@ pub async fn join(
         }
         let built = sign_template(app, &made.event, &version, room_id, user_id, "join", content)?;
         let send = create_join_event::v2::Request::new(room_id.to_owned(), built.event_id.clone(), built.to_raw());
-        let joined = match federation::request_within(&app.rt.bus, &server, send, SEND_JOIN_TIMEOUT).await {
-            Ok(joined) => joined.room_state,
+        let sent = match federation::request_within(&app.rt.bus, &server, send.clone(), SEND_JOIN_TIMEOUT).await {
+            Ok(joined) => Ok(joined.room_state),
+            // An older server: v1 takes the same request.
+            Err(e) if e.is_unrecognized() => send_join_v1(app, &server, send).await,
+            Err(e) => Err(e),
+        };
+        let joined = match sent {
+            Ok(joined) => joined,
             Err(e) => {
                 tracing::info!(%server, %room_id, error = %e, "send_join failed; trying the next server");
                 last = Some(e);
@@ -166,6 +172,17 @@ pub async fn join(
         .await;
     }
     Err(no_server(last))
+}
+
+/// `send_join` through v1, whose answer is `[200, {…}]`.
+async fn send_join_v1(
+    app: &App,
+    server: &OwnedServerName,
+    v2: create_join_event::v2::Request,
+) -> Result<create_join_event::v2::RoomState, FederationError> {
+    let mut outgoing = federation::encode(server, v2)?;
+    outgoing.uri = outgoing.uri.replacen("/v2/send_join/", "/v1/send_join/", 1);
+    federation::request_v1(&app.rt.bus, outgoing, SEND_JOIN_TIMEOUT).await
 }
 
 /// Hands the room's state, its auth chain and the join to the roomserver.

@@ -14,10 +14,12 @@ pub struct Args {
     server_name: String,
     #[arg(long)]
     data_dir: PathBuf,
+    /// ADDR:PORT, or HOST:PORT resolved now (SyTest passes `localhost:8448`).
     #[arg(long, default_value = "127.0.0.1:8008")]
-    client_listen: SocketAddr,
+    client_listen: String,
+    /// ADDR:PORT, or HOST:PORT resolved now.
     #[arg(long, default_value = "127.0.0.1:8448")]
-    federation_listen: SocketAddr,
+    federation_listen: String,
     /// postgres://… ; without it every component keeps a SQLite file under DIR.
     #[arg(long)]
     database: Option<String>,
@@ -41,6 +43,27 @@ pub struct Args {
     federation_ca: Vec<PathBuf>,
 }
 
+/// A listen flag's address: an IP and port as they are, or a host name and
+/// port resolved once, here, so the config names the address it binds
+/// (an IPv4 one when the name has both, as `localhost` does: clients that
+/// resolve the name try it first).
+fn listen_address(flag: &str, value: &str) -> Result<SocketAddr, BadFlag> {
+    use std::net::ToSocketAddrs;
+    if let Ok(address) = value.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let addresses: Vec<SocketAddr> = value
+        .to_socket_addrs()
+        .map_err(|e| BadFlag(format!("{flag}: {value:?} is not ADDR:PORT or a host name and port that resolves: {e}")))?
+        .collect();
+    addresses
+        .iter()
+        .find(|address| address.is_ipv4())
+        .or(addresses.first())
+        .copied()
+        .ok_or_else(|| BadFlag(format!("{flag}: {value:?} resolves to no address")))
+}
+
 /// A flag that cannot be used: exit status 2 with one line naming it.
 struct BadFlag(String);
 
@@ -58,6 +81,8 @@ fn generate(args: Args) -> Result<ExitCode, BadFlag> {
     if ruma::ServerName::parse(&args.server_name).is_err() {
         return Err(BadFlag(format!("--server-name: {:?} is not a valid server name", args.server_name)));
     }
+    let client_listen = listen_address("--client-listen", &args.client_listen)?;
+    let federation_listen = listen_address("--federation-listen", &args.federation_listen)?;
     let tls = tls_files(&args)?;
     let trusted_ca_files =
         args.federation_ca.iter().map(|path| absolute("--federation-ca", path)).collect::<Result<Vec<_>, _>>()?;
@@ -80,8 +105,8 @@ fn generate(args: Args) -> Result<ExitCode, BadFlag> {
         stream_prefix: stream_prefix(&args.server_name),
         server_name: args.server_name,
         data_dir,
-        client_listen: args.client_listen,
-        federation_listen: args.federation_listen,
+        client_listen,
+        federation_listen,
         database: args.database,
         nats: args.nats,
         open_registration: args.open_registration,

@@ -52,6 +52,7 @@ pub fn start(rt: &Runtime, store: &Store) {
     serve_with::<QueryEventsForServer, _, _>(rt, store, query_events_for_server);
     serve_with::<QueryBackfill, _, _>(rt, store, query_backfill);
     serve_with::<QueryMissingEvents, _, _>(rt, store, query_missing_events);
+    serve_with::<QueryEventByTimestamp, _, _>(rt, store, query_event_by_timestamp);
     serve_with::<ForgetRoom, _, _>(rt, store, forget_room);
 }
 
@@ -169,8 +170,11 @@ async fn query_state_at_event(
 async fn query_auth_chain(store: Store, request: QueryAuthChainRequest) -> Result<QueryEventsResponse, RemoteError> {
     at_most(request.event_ids.len())?;
     let roots = store.events.load_many(&request.event_ids).await?;
+    // Every event reached through auth events, a root too when another
+    // root's chain holds it: a send_join answer's chain must hold the create
+    // event and the power levels even though they are in its state as well.
     let closure = auth_closure(&store.events, roots.values().flat_map(|r| r.pdu.auth_ids().to_vec()), None).await?;
-    let ids: Vec<OwnedEventId> = closure.keys().filter(|id| !roots.contains_key(*id)).cloned().collect();
+    let ids: Vec<OwnedEventId> = closure.into_keys().collect();
     let rows = store.events.load_many(&ids).await?;
     Ok(QueryEventsResponse { events: visible(rows.into_values()) })
 }
@@ -357,6 +361,19 @@ async fn query_missing_events(
     rows.sort_by_key(|row| row.pdu.depth());
     let rows = crate::visibility::for_server(&store, &request.for_server, rows).await?;
     Ok(QueryEventsResponse { events: visible(rows) })
+}
+
+async fn query_event_by_timestamp(
+    store: Store,
+    request: QueryEventByTimestampRequest,
+) -> Result<QueryEventByTimestampResponse, RemoteError> {
+    let ts = i64::try_from(request.ts).unwrap_or(i64::MAX);
+    let found = store.events.nearest_in_time(request.room_id.as_str(), ts, request.backward).await?;
+    let (event_id, origin_server_ts) = found.ok_or_else(|| not_found("no event in the room at that time"))?;
+    Ok(QueryEventByTimestampResponse {
+        event_id: event_id.as_str().try_into().map_err(anyhow::Error::from)?,
+        origin_server_ts: u64::try_from(origin_server_ts).unwrap_or_default(),
+    })
 }
 
 async fn forget_room(store: Store, request: ForgetRoomRequest) -> Result<(), RemoteError> {

@@ -56,7 +56,16 @@ struct Shared {
     /// What `/_matrix/key/v2/server` serves; None: a fresh signed response.
     keys: Mutex<Option<Value>>,
     replies: Mutex<HashMap<String, (u16, Value)>>,
+    answerers: Mutex<Vec<(String, Answerer)>>,
     recorded: Mutex<Vec<Recorded>>,
+}
+
+/// Works out the answer to a request from the request.
+pub type Answerer = Arc<dyn Fn(&Recorded) -> (u16, Value) + Send + Sync>;
+
+/// Whether `pattern` (a path, or a prefix ending in `*`) covers `path`.
+fn covers(pattern: &str, path: &str) -> bool {
+    pattern == path || pattern.strip_suffix('*').is_some_and(|prefix| path.starts_with(prefix))
 }
 
 pub struct RemoteServer {
@@ -123,9 +132,16 @@ impl RemoteServer {
         serde_json::to_value(object).expect("JSON")
     }
 
-    /// Answers `status` and `body` to requests for `path` (without query).
+    /// Answers `status` and `body` to requests for `path` (without query);
+    /// a `path` ending in `*` stands for every path it begins.
     pub fn reply(&self, path: &str, status: u16, body: Value) {
         self.shared.replies.lock().expect("not poisoned").insert(path.to_owned(), (status, body));
+    }
+
+    /// Answers requests for `path` (a `*` at the end: every path it begins)
+    /// with what `answer` makes of each, before any [`RemoteServer::reply`].
+    pub fn answer_with(&self, path: &str, answer: impl Fn(&Recorded) -> (u16, Value) + Send + Sync + 'static) {
+        self.shared.answerers.lock().expect("not poisoned").push((path.to_owned(), Arc::new(answer)));
     }
 
     /// Every request but key fetches, in order of arrival.
@@ -156,8 +172,21 @@ async fn record(
     body: Bytes,
 ) -> Response {
     let path_and_query = uri.path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_else(|| "/".into());
-    shared.recorded.lock().expect("not poisoned").push(Recorded { method, uri: path_and_query, headers, body });
-    let reply = shared.replies.lock().expect("not poisoned").get(uri.path()).cloned();
+    let request = Recorded { method, uri: path_and_query, headers, body };
+    shared.recorded.lock().expect("not poisoned").push(request.clone());
+    let answerer = {
+        let answerers = shared.answerers.lock().expect("not poisoned");
+        answerers.iter().find(|(pattern, _)| covers(pattern, uri.path())).map(|(_, answer)| answer.clone())
+    };
+    let reply = match answerer {
+        Some(answer) => Some(answer(&request)),
+        None => {
+            let replies = shared.replies.lock().expect("not poisoned");
+            replies.get(uri.path()).cloned().or_else(|| {
+                replies.iter().find(|(pattern, _)| covers(pattern, uri.path())).map(|(_, reply)| reply.clone())
+            })
+        }
+    };
     let (status, body) = reply.unwrap_or((404, json!({ "errcode": "M_UNRECOGNIZED", "error": "nothing here" })));
     (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Json(body)).into_response()
 }
@@ -193,6 +222,52 @@ impl RemoteServer {
             request = request.header("Content-Type", "application/json").body(bytes);
         }
         let response = request.send().await.expect("the request reaches the server");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+}
+
+impl RemoteServer {
+    /// Like [`RemoteServer::request`], for a body canonical JSON cannot
+    /// hold (a float): signed over the body as JSON with sorted keys, the
+    /// way a server that does not check its JSON would sign it (by `key`
+    /// when given, to forge the signature).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn request_non_canonical(
+        &self,
+        http: &reqwest::Client,
+        base_url: &str,
+        destination: &str,
+        method: Method,
+        path: &str,
+        body: &Value,
+        key: Option<&SigningKey>,
+    ) -> (u16, Value) {
+        use ruma::signatures::KeyPair;
+        // serde_json's maps are sorted by key (no `preserve_order` here).
+        let signed = json!({
+            "content": body,
+            "destination": destination,
+            "method": method.as_str(),
+            "origin": self.server_name,
+            "uri": path,
+        });
+        let signature = key.unwrap_or(&self.key).pair().sign(signed.to_string().as_bytes());
+        let authorization = format!(
+            "X-Matrix origin=\"{}\",destination=\"{destination}\",key=\"{}\",sig=\"{}\"",
+            self.server_name,
+            self.key.key_id(),
+            signature.base64()
+        );
+        let response = http
+            .request(method, format!("{base_url}{path}"))
+            .header("Authorization", authorization)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("the request reaches the server");
         let status = response.status().as_u16();
         let body = response.json().await.unwrap_or(Value::Null);
         (status, body)

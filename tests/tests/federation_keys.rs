@@ -8,7 +8,9 @@
 //! reaches the server with an X-Matrix signature it can verify against our
 //! published key, and brings its status and body back as sent; with
 //! `allow_private_outbound: false` the loopback server is never contacted.
-//! Our notary endpoints serve another server's keys signed by it and by us.
+//! Our notary endpoints serve another server's keys signed by it and by us,
+//! also on the deprecated `/_matrix/key/v2/query/{serverName}/{keyId}`; a
+//! key id they do not hold is fetched from its server then.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -259,6 +261,44 @@ async fn notary_endpoints_serve_other_servers_keys_cosigned() {
     assert_eq!(remote.key_fetches(), 1, "a fresh response is served from the cache");
     let own = answer["server_keys"].as_array().unwrap().iter().find(|e| e["server_name"] == deployment.server_name);
     assert!(own.is_some(), "our own keys are served too: {answer}");
+}
+
+#[tokio::test]
+async fn a_key_the_notary_does_not_hold_is_fetched_from_its_server() {
+    let ca = TestCa::new("notary refetch CA");
+    let deployment = deployment(&ca, true).await;
+    let remote = RemoteServer::start(&ca).await;
+    let federation = Client::new(&deployment.federation_url);
+    let listed = |answer: &Value, key_id: &str| {
+        answer["server_keys"]
+            .as_array()
+            .is_some_and(|entries| entries.iter().any(|e| e["verify_keys"].get(key_id).is_some()))
+    };
+
+    let old_id = remote.key.key_id();
+    let path = format!("/_matrix/key/v2/query/{}/{old_id}", remote.server_name);
+    let answer = federation.get(&path).await.expect(200);
+    assert!(listed(&answer, &old_id), "{answer}");
+    assert_eq!(remote.key_fetches(), 1);
+    federation.get(&path).await.expect(200);
+    assert_eq!(remote.key_fetches(), 1, "a key held is served from the cache");
+
+    // The server moves to a new key, which the cached response lacks.
+    let new = SigningKey::generate();
+    let expired = now_ms() - 1000;
+    remote.serve_keys(RemoteServer::key_response(&remote.server_name, &new, &[(&old_id, &remote.key, expired)], &new));
+    let path = format!("/_matrix/key/v2/query/{}/{}", remote.server_name, new.key_id());
+    let answer = federation.get(&path).await.expect(200);
+    assert!(listed(&answer, &new.key_id()), "the new key is fetched: {answer}");
+    assert_eq!(remote.key_fetches(), 2);
+    let answer = federation.get(&format!("/_matrix/key/v2/query/{}", remote.server_name)).await.expect(200);
+    assert!(listed(&answer, &new.key_id()), "and served without a key id: {answer}");
+    assert_eq!(remote.key_fetches(), 2);
+
+    let ours = deployment.signing_key();
+    let path = format!("/_matrix/key/v2/query/{}/{}", deployment.server_name, ours.key_id());
+    let answer = federation.get(&path).await.expect(200);
+    assert!(listed(&answer, &ours.key_id()), "our own key: {answer}");
 }
 
 /// A server name on loopback where nothing listens.

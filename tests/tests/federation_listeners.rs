@@ -5,6 +5,8 @@
 //! both APIs serves both over HTTPS, with the client's address still known
 //! to the rate limits. generate-config refuses TLS flags it cannot use, with
 //! exit status 2 and a line naming the flag or field, before writing anything.
+//! Its listen flags take host names (`localhost:8448`, as SyTest passes
+//! them), resolved into the config; one that does not resolve is exit 2.
 
 use std::process::Command;
 
@@ -116,6 +118,30 @@ fn generate_config(flags: &[&str]) -> (tempdir::Dir, Option<i32>, String, String
         .expect("homeserver runs");
     let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
     (dir, output.status.code(), text(output.stdout), text(output.stderr))
+}
+
+#[test]
+fn generate_config_resolves_host_names_in_listen_flags() {
+    let flags = ["--client-listen", "localhost:18008", "--federation-listen", "localhost:18448"];
+    let (_dir, code, stdout, stderr) = generate_config(&flags);
+    assert_eq!(code, Some(0), "{stderr}");
+    let config: serde_yaml::Value = serde_yaml::from_str(&stdout).unwrap();
+    assert_eq!(config["global"]["client_listen"].as_str(), Some("127.0.0.1:18008"), "{stdout}");
+    assert_eq!(config["global"]["federation_listen"].as_str(), Some("127.0.0.1:18448"), "{stdout}");
+
+    // Addresses still mean what they did.
+    let (_dir, code, stdout, stderr) = generate_config(&["--client-listen", "0.0.0.0:8008"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let config: serde_yaml::Value = serde_yaml::from_str(&stdout).unwrap();
+    assert_eq!(config["global"]["client_listen"].as_str(), Some("0.0.0.0:8008"), "{stdout}");
+
+    for bad in ["no-such-host.invalid:8008", "localhost"] {
+        let (dir, code, _, stderr) = generate_config(&["--federation-listen", bad]);
+        assert_eq!(code, Some(2), "{bad}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("--federation-listen:"), "{stderr}");
+        assert!(!dir.path.join("data").exists(), "nothing is written for a refused flag");
+    }
 }
 
 #[test]

@@ -6,127 +6,21 @@
 //! does not match its hash is kept redacted; an oversized PDU is refused; a
 //! transaction sent again under the same id is answered as the first time
 //! and its new PDUs are never taken. Nothing refused is served afterwards.
+//! A signed body that canonical JSON cannot hold (a float) is 400
+//! M_BAD_JSON, not 401, whatever its signature; in a transaction, whose
+//! signature still counts, only the PDU holding it is dropped.
+//! A server the room's `m.room.server_acl` denies is 403 M_FORBIDDEN on
+//! `/invite` and `/get_missing_events` before anything else is looked at.
 
+mod federation_support;
 mod sync_support;
 
 use axum::http::Method;
-use common::{
-    keys::SigningKey,
-    pdu::{self, BuiltEvent, EventBuilder},
-};
-use ruma::{CanonicalJsonObject, OwnedEventId, RoomId, RoomVersionId};
+use common::keys::SigningKey;
+use federation_support::{Scene, json_of};
 use serde_json::{Value, json};
-use sync_support::{create_room, sync_until};
-use tests::{
-    Deployment, Mode, Options,
-    client::{Client, enc},
-    remote::RemoteServer,
-    tls::TestCa,
-};
-
-struct Scene {
-    hs: Deployment,
-    remote: RemoteServer,
-    http: reqwest::Client,
-    alice: Client,
-    room_id: String,
-    mallory: String,
-    /// The auth events of mallory's messages: create, power levels, her join.
-    auth: Vec<OwnedEventId>,
-    latest: OwnedEventId,
-    _ca: TestCa,
-}
-
-impl Scene {
-    async fn start() -> Scene {
-        let ca = TestCa::new("federation test CA");
-        let hs = Deployment::start_with(Options::new(Mode::Monolith).federating(&ca)).await;
-        let remote = RemoteServer::start(&ca).await;
-        let http = hs.federation_client();
-        let alice = hs.new_user().await;
-        let room_id = create_room(&alice, json!({"preset": "public_chat", "room_version": "10"})).await;
-        let mallory = format!("@mallory:{}", remote.server_name);
-        let mut scene = Scene {
-            hs,
-            remote,
-            http,
-            alice,
-            room_id,
-            mallory,
-            auth: Vec::new(),
-            latest: "$x".try_into().unwrap(),
-            _ca: ca,
-        };
-        scene.join().await;
-        scene
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<&Value>, key: Option<&SigningKey>) -> (u16, Value) {
-        self.remote.request(&self.http, &self.hs.federation_url, &self.hs.server_name, method, path, body, key).await
-    }
-
-    async fn join(&mut self) {
-        let path = format!("/_matrix/federation/v1/make_join/{}/{}?ver=10", enc(&self.room_id), enc(&self.mallory));
-        let (status, made) = self.call(Method::GET, &path, None, None).await;
-        assert_eq!(status, 200, "make_join: {made}");
-        let template: CanonicalJsonObject = serde_json::from_value(made["event"].clone()).unwrap();
-        let join = pdu::finish(template, &RoomVersionId::V10, &self.remote.server_name, &self.remote.key).unwrap();
-        let path = format!("/_matrix/federation/v2/send_join/{}/{}", enc(&self.room_id), enc(join.event_id.as_str()));
-        let (status, joined) =
-            self.call(Method::PUT, &path, Some(&serde_json::to_value(&join.object).unwrap()), None).await;
-        assert_eq!(status, 200, "send_join: {joined}");
-        let state = self.alice.get(&format!("/rooms/{}/state", enc(&self.room_id))).await.expect(200);
-        let id_of = |kind: &str| -> OwnedEventId {
-            let event = state
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|e| e["type"] == kind)
-                .unwrap_or_else(|| panic!("{kind}: {state}"));
-            event["event_id"].as_str().unwrap().try_into().unwrap()
-        };
-        self.auth = vec![id_of("m.room.create"), id_of("m.room.power_levels"), join.event_id.clone()];
-        self.latest = join.event_id;
-    }
-
-    /// A message from mallory on the room's latest event, signed with `key`
-    /// (hers unless given) under her server's name.
-    fn message(&self, body: &str, key: Option<&SigningKey>) -> BuiltEvent {
-        let room_id = RoomId::parse(&self.room_id).unwrap();
-        EventBuilder::new(
-            self.mallory.as_str().try_into().unwrap(),
-            "m.room.message",
-            json!({"msgtype": "m.text", "body": body}),
-        )
-        .build(
-            &RoomVersionId::V10,
-            Some(&room_id),
-            std::slice::from_ref(&self.latest),
-            &self.auth,
-            100,
-            &self.remote.server_name,
-            key.unwrap_or(&self.remote.key),
-        )
-        .unwrap()
-    }
-
-    async fn send(&self, txn_id: &str, pdus: Vec<Value>, key: Option<&SigningKey>) -> (u16, Value) {
-        let body = json!({"origin": self.remote.server_name, "origin_server_ts": 1, "pdus": pdus});
-        self.call(Method::PUT, &format!("/_matrix/federation/v1/send/{txn_id}"), Some(&body), key).await
-    }
-
-    /// The event as our server serves it to the remote server, if it does.
-    async fn served(&self, event_id: &OwnedEventId) -> Option<Value> {
-        let (status, body) = self
-            .call(Method::GET, &format!("/_matrix/federation/v1/event/{}", enc(event_id.as_str())), None, None)
-            .await;
-        (status == 200).then(|| body["pdus"][0].clone())
-    }
-}
-
-fn json_of(event: &BuiltEvent) -> Value {
-    serde_json::to_value(&event.object).unwrap()
-}
+use sync_support::sync_until;
+use tests::client::enc;
 
 #[tokio::test]
 async fn forged_and_misdirected_requests_are_unauthorized() {
@@ -206,4 +100,90 @@ async fn bad_pdus_are_refused_and_a_replayed_transaction_changes_nothing() {
     let bodies: Vec<&str> =
         messages["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
     assert_eq!(bodies, vec!["a genuine message"], "{messages}");
+}
+
+#[tokio::test]
+async fn floats_are_bad_json_and_only_their_pdu_is_dropped_from_a_transaction() {
+    let scene = Scene::start().await;
+    let join = json!({
+        "type": "m.room.member",
+        "room_id": scene.room_id,
+        "sender": scene.mallory,
+        "state_key": scene.mallory,
+        "content": {"membership": "join", "bad_val": 1.1},
+    });
+    let path = format!("/_matrix/federation/v2/send_join/{}/{}", enc(&scene.room_id), enc("$whatever"));
+    let (http, url, name) = (&scene.http, &scene.hs.federation_url, &scene.hs.server_name);
+    let forger = SigningKey::generate();
+    for key in [None, Some(&forger)] {
+        let (status, body) = scene.remote.request_non_canonical(http, url, name, Method::PUT, &path, &join, key).await;
+        // Bad JSON before a bad signature.
+        assert_eq!((status, body["errcode"].as_str()), (400, Some("M_BAD_JSON")), "{body}");
+    }
+
+    let good = scene.message("a message beside a float", None);
+    let mut bad = json_of(&scene.message("a message with a float", None));
+    bad["content"]["bad_val"] = json!(1.1);
+    let transaction = json!({
+        "origin": scene.remote.server_name,
+        "origin_server_ts": 1,
+        "pdus": [json_of(&good), bad],
+    });
+    // On /send the signature still counts, over the body as sent.
+    let forged = "/_matrix/federation/v1/send/forged-floats";
+    let (status, body) =
+        scene.remote.request_non_canonical(http, url, name, Method::PUT, forged, &transaction, Some(&forger)).await;
+    assert_eq!((status, body["errcode"].as_str()), (401, Some("M_UNAUTHORIZED")), "{body}");
+    let path = "/_matrix/federation/v1/send/floaty";
+    let (status, body) =
+        scene.remote.request_non_canonical(http, url, name, Method::PUT, path, &transaction, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["pdus"][good.event_id.as_str()], json!({}), "{body}");
+    assert_eq!(body["pdus"].as_object().map(|pdus| pdus.len()), Some(1), "only the good PDU is named: {body}");
+    sync_until(&scene.alice, None, |sync| {
+        sync["rooms"]["join"][&scene.room_id]["timeline"]["events"]
+            .as_array()
+            .is_some_and(|events| events.iter().any(|e| e["content"]["body"] == "a message beside a float"))
+    })
+    .await;
+    let messages =
+        scene.alice.get(&format!("/rooms/{}/messages?dir=b&limit=50", enc(&scene.room_id))).await.expect(200);
+    let bodies: Vec<&str> =
+        messages["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    assert_eq!(bodies, vec!["a message beside a float"], "{messages}");
+}
+
+#[tokio::test]
+async fn a_server_the_acl_denies_is_forbidden_before_anything_else() {
+    let scene = Scene::start().await;
+    // An invite that is wrong in every other way: no such user, an event
+    // that does not match its id.
+    let invite_path = format!("/_matrix/federation/v2/invite/{}/{}", enc(&scene.room_id), enc("$not-its-id"));
+    let invite = json!({
+        "room_version": "10",
+        "event": {
+            "type": "m.room.member",
+            "room_id": scene.room_id,
+            "sender": scene.mallory,
+            "state_key": format!("@nobody:{}", scene.hs.server_name),
+            "content": {"membership": "invite"},
+        },
+        "invite_room_state": [],
+    });
+    let missing_path = format!("/_matrix/federation/v1/get_missing_events/{}", enc(&scene.room_id));
+    let (status, body) = scene.call(Method::PUT, &invite_path, Some(&invite), None).await;
+    assert!((400..500).contains(&status) && status != 403, "refused for what it is before the ban: {body}");
+    let (status, body) = scene.call(Method::POST, &missing_path, Some(&json!({})), None).await;
+    assert_eq!(status, 200, "allowed before the ban: {body}");
+
+    // Server names are matched without their port.
+    let acl = format!("/rooms/{}/state/m.room.server_acl/", enc(&scene.room_id));
+    scene.alice.put(&acl, json!({"deny": ["localhost"], "allow": ["*"]})).await.expect(200);
+    let (status, body) = scene.call(Method::PUT, &invite_path, Some(&invite), None).await;
+    assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
+    let (status, body) = scene.call(Method::POST, &missing_path, Some(&json!({})), None).await;
+    assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
+    let latest = json!({"latest_events": [scene.latest]});
+    let (status, body) = scene.call(Method::POST, &missing_path, Some(&latest), None).await;
+    assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
 }

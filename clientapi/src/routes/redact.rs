@@ -26,9 +26,11 @@ pub async fn redact(
     let body = &request.body;
     let query = QueryEventsRequest { event_ids: vec![body.event_id.clone()] };
     let target = app.rt.bus.call::<QueryEvents>(&query).await?.events.into_iter().next();
-    let target = target
-        .filter(|event| event.room_id == body.room_id)
-        .ok_or_else(|| MatrixError::not_found("No such event in this room"))?;
+    let target = target.ok_or_else(|| MatrixError::not_found("No such event in this room"))?;
+    // A redaction redacts only in its own room; Synapse and SyTest say 400.
+    if target.room_id != body.room_id {
+        return Err(MatrixError::invalid_param("The event is in another room"));
+    }
     let target = parse_stored(target.event_id, target.event)?;
     if target.sender_id() != user.user_id {
         let (levels, _) = power_levels(&app, &body.room_id).await?;

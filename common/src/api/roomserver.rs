@@ -321,7 +321,9 @@ pub struct QueryStateAtEventRequest {
 }
 
 rpc_method!(
-    /// The full auth chain of the given events (the events themselves left out).
+    /// The full auth chain of the given events: every event their auth
+    /// events lead to, one of the given events included when it is in the
+    /// chain of another (as the state's events are in one another's).
     QueryAuthChain: "roomserver"."query_auth_chain", retry = true, QueryAuthChainRequest => QueryEventsResponse
 );
 
@@ -477,6 +479,28 @@ pub struct QueryBackfillRequest {
     pub for_server: OwnedServerName,
     pub from: Vec<OwnedEventId>,
     pub limit: u32,
+}
+
+rpc_method!(
+    /// The accepted event of a room nearest a time: the first at or after
+    /// `ts`, or with `backward` the last at or before it (federation
+    /// `/timestamp_to_event`). NotFound when there is none.
+    QueryEventByTimestamp: "roomserver"."query_event_by_timestamp", retry = true,
+    QueryEventByTimestampRequest => QueryEventByTimestampResponse
+);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueryEventByTimestampRequest {
+    pub room_id: OwnedRoomId,
+    /// Milliseconds since the epoch.
+    pub ts: u64,
+    pub backward: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueryEventByTimestampResponse {
+    pub event_id: OwnedEventId,
+    pub origin_server_ts: u64,
 }
 
 rpc_method!(

@@ -62,6 +62,18 @@ pub struct GuestAllowed;
 #[derive(Clone, Copy)]
 struct EmptyBodyAllowed;
 
+/// Marks a server-server route whose signed body need not be canonical JSON.
+#[derive(Clone, Copy)]
+struct NonCanonicalBodyAllowed;
+
+/// What a route fills in for body fields the spec makes optional and ruma's
+/// type requires.
+#[derive(Clone, Copy)]
+struct BodyDefaults(BodyDefaultsFn);
+
+/// Adds the fields a body left out, with their default values.
+pub type BodyDefaultsFn = fn(&mut serde_json::Map<String, serde_json::Value>);
+
 /// What a route allows beyond what its ruma type says.
 #[derive(Clone, Copy, Default)]
 pub struct RouteOptions {
@@ -71,12 +83,27 @@ pub struct RouteOptions {
     /// optional and clients send none (membership changes, as Synapse
     /// allows), or where the spec gives the endpoint no body at all.
     pub empty_body: bool,
+    /// A signed body that is not canonical JSON is let through for the
+    /// handler to sort out (`/send`, which drops only the PDUs that are not);
+    /// anywhere else it is 400 M_BAD_JSON.
+    pub non_canonical_body: bool,
+    /// Fills in the body's missing fields before ruma reads it, where the
+    /// spec gives them defaults and ruma's type does not (checked
+    /// signatures stay checked: it runs after them).
+    pub body_defaults: Option<BodyDefaultsFn>,
 }
 
 impl RouteOptions {
-    pub const GUESTS: Self = Self { guests: true, empty_body: false };
-    pub const EMPTY_BODY: Self = Self { guests: false, empty_body: true };
-    pub const GUESTS_EMPTY_BODY: Self = Self { guests: true, empty_body: true };
+    const NONE: Self = Self { guests: false, empty_body: false, non_canonical_body: false, body_defaults: None };
+    pub const GUESTS: Self = Self { guests: true, ..Self::NONE };
+    pub const EMPTY_BODY: Self = Self { empty_body: true, ..Self::NONE };
+    pub const GUESTS_EMPTY_BODY: Self = Self { guests: true, empty_body: true, ..Self::NONE };
+    pub const NON_CANONICAL_BODY: Self = Self { non_canonical_body: true, ..Self::NONE };
+
+    /// A route whose body may leave out fields that `fill` adds.
+    pub const fn body_defaults(fill: BodyDefaultsFn) -> Self {
+        Self { body_defaults: Some(fill), ..Self::NONE }
+    }
 }
 
 /// How an endpoint's authentication scheme treats an access token.
@@ -160,7 +187,8 @@ where
             *signed.method_mut() = parts.method.clone();
             *signed.uri_mut() = parts.uri.clone();
             *signed.headers_mut() = parts.headers.clone();
-            Some(ctx.servers.verify(&signed).await?)
+            let non_canonical_ok = parts.extensions.get::<NonCanonicalBodyAllowed>().is_some();
+            Some(ctx.servers.verify(&signed, non_canonical_ok).await?)
         } else {
             None
         };
@@ -168,6 +196,11 @@ where
         check_body(&parts.method, &bytes, empty_allowed)?;
         // Not every ruma body takes an empty body for `{}` by itself.
         let bytes = if empty_allowed && bytes.is_empty() { bytes::Bytes::from_static(b"{}") } else { bytes };
+        let sent = bytes.clone();
+        let bytes = match parts.extensions.get::<BodyDefaults>() {
+            Some(BodyDefaults(fill)) => with_defaults(bytes, *fill)?,
+            None => bytes,
+        };
         let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
         // A query parameter given with no value (`?filter=`) is taken as
         // absent where the value would not parse, as Synapse takes it.
@@ -181,7 +214,7 @@ where
             (parsed, _) => parsed,
         };
         match parsed {
-            Ok(body) => Ok(Ruma { body, user, client_ip, origin, raw_body: bytes }),
+            Ok(body) => Ok(Ruma { body, user, client_ip, origin, raw_body: sent }),
             Err(FromHttpRequestError::MethodMismatch { .. }) => Err(MatrixError::method_not_allowed()),
             Err(FromHttpRequestError::Deserialization(DeserializationError::Json(e))) => {
                 Err(MatrixError::bad_json(format!("Malformed request body: {e}")))
@@ -206,6 +239,14 @@ fn parse<T: IncomingRequest>(
             MatrixError::bad_json("Malformed request body")
         },
     )
+}
+
+/// The body with the fields `fill` adds where it left them out.
+fn with_defaults(bytes: bytes::Bytes, fill: BodyDefaultsFn) -> Result<bytes::Bytes, MatrixError> {
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes).map_err(|e| MatrixError::bad_json(format!("Malformed request body: {e}")))?;
+    fill(&mut object);
+    serde_json::to_vec(&object).map(Into::into).map_err(MatrixError::internal)
 }
 
 /// The URI without its query parameters that have no value; `None` when it has none.
@@ -324,6 +365,12 @@ impl<S: Clone + Send + Sync + 'static> RumaRouter<S> for Router<S> {
             }
             if options.empty_body {
                 route = route.layer(axum::Extension(EmptyBodyAllowed));
+            }
+            if options.non_canonical_body {
+                route = route.layer(axum::Extension(NonCanonicalBodyAllowed));
+            }
+            if let Some(fill) = options.body_defaults {
+                route = route.layer(axum::Extension(BodyDefaults(fill)));
             }
             self = self.route(path, route);
         }

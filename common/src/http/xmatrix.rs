@@ -61,8 +61,17 @@ impl ServerAuth {
     }
 
     /// The origin of a signed request; 401 M_UNAUTHORIZED unless the
-    /// signature holds for this server as destination.
-    pub async fn verify(&self, request: &http::Request<&[u8]>) -> Result<OwnedServerName, MatrixError> {
+    /// signature holds for this server as destination. A body that is not
+    /// canonical JSON (a float, an integer out of range) is 400 M_BAD_JSON
+    /// whatever its signature, as the spec asks of every endpoint but
+    /// `/send`, which discards the bad PDUs and keeps the rest: there
+    /// (`non_canonical_ok`) the signature is checked over the body as sent,
+    /// keys sorted and without whitespace.
+    pub async fn verify(
+        &self,
+        request: &http::Request<&[u8]>,
+        non_canonical_ok: bool,
+    ) -> Result<OwnedServerName, MatrixError> {
         let x_matrix = XMatrix::extract_from_http_headers(request.headers())
             .map_err(|e| unauthorized(format!("Missing or malformed X-Matrix authorization: {e}")))?;
         if x_matrix.destination.as_deref().is_some_and(|destination| destination != self.server_name) {
@@ -74,12 +83,43 @@ impl ServerAuth {
         if let Some(limiter) = &self.limiter {
             limiter.take(x_matrix.origin.clone()).map_err(MatrixError::limit_exceeded)?;
         }
+        let non_canonical = match classify_body(request.body())? {
+            Body::Canonical => None,
+            Body::NotCanonical(_) if !non_canonical_ok => {
+                return Err(MatrixError::bad_json("The body is not canonical JSON (floats are not allowed)"));
+            }
+            Body::NotCanonical(content) => Some(content),
+        };
         let key = self.key(&x_matrix.origin, x_matrix.key.as_str()).await?;
-        let keys =
-            PublicKeyMap::from([(x_matrix.origin.to_string(), PublicKeySet::from([(x_matrix.key.to_string(), key)]))]);
-        x_matrix
-            .verify_http_request(request, &self.server_name, &keys)
-            .map_err(|e| unauthorized(format!("Invalid X-Matrix signature: {e}")))?;
+        match non_canonical {
+            None => {
+                let keys = PublicKeyMap::from([(
+                    x_matrix.origin.to_string(),
+                    PublicKeySet::from([(x_matrix.key.to_string(), key)]),
+                )]);
+                x_matrix
+                    .verify_http_request(request, &self.server_name, &keys)
+                    .map_err(|e| unauthorized(format!("Invalid X-Matrix signature: {e}")))?;
+            }
+            Some(content) => {
+                let signed = serde_json::json!({
+                    "content": content,
+                    "destination": self.server_name.as_str(),
+                    "method": request.method().as_str(),
+                    "origin": x_matrix.origin.as_str(),
+                    "uri": request.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/"),
+                });
+                let mut text = String::new();
+                sorted_json(&signed, &mut text);
+                ruma::signatures::verify_canonical_json_bytes(
+                    &ruma::signatures::SigningKeyAlgorithm::Ed25519,
+                    key.as_bytes(),
+                    x_matrix.sig.as_bytes(),
+                    text.as_bytes(),
+                )
+                .map_err(|e| unauthorized(format!("Invalid X-Matrix signature: {e}")))?;
+            }
+        }
         self.announce(&x_matrix.origin).await;
         Ok(x_matrix.origin)
     }
@@ -134,5 +174,75 @@ impl ServerAuth {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(OwnedServerName, String), (ruma::serde::Base64, Instant)>> {
         self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What a signed request's body is, for checking its signature.
+enum Body {
+    /// Empty, or canonical JSON: ruma checks the signature.
+    Canonical,
+    /// JSON that canonical JSON cannot hold.
+    NotCanonical(serde_json::Value),
+}
+
+fn classify_body(body: &[u8]) -> Result<Body, MatrixError> {
+    if body.is_empty() || serde_json::from_slice::<ruma::CanonicalJsonValue>(body).is_ok() {
+        return Ok(Body::Canonical);
+    }
+    serde_json::from_slice(body)
+        .map(Body::NotCanonical)
+        .map_err(|_| MatrixError::not_json("The body is not valid JSON"))
+}
+
+/// `value` as canonical JSON would be written (keys sorted by code point,
+/// no whitespace, shortest escapes), numbers as they came.
+fn sorted_json(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    let string = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&string(key));
+                out.push(':');
+                sorted_json(value, out);
+            }
+            out.push('}');
+        }
+        Value::Array(values) => {
+            out.push('[');
+            for (i, value) in values.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                sorted_json(value, out);
+            }
+            out.push(']');
+        }
+        Value::String(s) => out.push_str(&string(s)),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_json_is_canonical_json_where_that_can_hold_it() {
+        let text = r#"{"b": [1, "\u00e9\n"], "a": {"z": null, "\u00e9": true, "y": -3}}"#;
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        let canonical: ruma::CanonicalJsonValue = serde_json::from_str(text).unwrap();
+        let mut out = String::new();
+        sorted_json(&value, &mut out);
+        assert_eq!(out, canonical.to_string());
+        let mut float = String::new();
+        sorted_json(&serde_json::json!({"v": 1.1, "a": 1}), &mut float);
+        assert_eq!(float, r#"{"a":1,"v":1.1}"#);
     }
 }

@@ -1,5 +1,6 @@
 //! Signing keys: `GET /_matrix/key/v2/server` (ours, signed by ourselves),
-//! and the notary endpoints `GET /_matrix/key/v2/query/{serverName}` and
+//! and the notary endpoints `GET /_matrix/key/v2/query/{serverName}`, the
+//! deprecated `GET /_matrix/key/v2/query/{serverName}/{keyId}` and
 //! `POST /_matrix/key/v2/query`, which answer ours and, from
 //! federationsender (`QueryNotaryKeys`), other servers' as they signed them,
 //! each co-signed by us.
@@ -61,6 +62,21 @@ pub async fn query_keys(
     Ruma { body: request, .. }: Ruma<get_remote_server_keys::v2::Request>,
 ) -> Result<RumaResponse<get_remote_server_keys::v2::Response>, MatrixError> {
     let wanted = BTreeMap::from([(request.server_name, BTreeMap::new())]);
+    Ok(RumaResponse(get_remote_server_keys::v2::Response::new(notary_answer(&rt, wanted).await?)))
+}
+
+/// `GET /_matrix/key/v2/query/{serverName}/{keyId}`, which the spec dropped
+/// and older servers still ask: the same answer as without the key id, but
+/// fetched again from the server when the key is not among those held. The
+/// server's response is not cut down to the one key: it is served as the
+/// server signed it.
+pub async fn query_key_by_id(
+    State(rt): State<Runtime>,
+    axum::extract::Path((server_name, key_id)): axum::extract::Path<(String, String)>,
+) -> Result<RumaResponse<get_remote_server_keys::v2::Response>, MatrixError> {
+    let server_name = OwnedServerName::try_from(server_name)
+        .map_err(|e| MatrixError::invalid_param(format!("Invalid server name: {e}")))?;
+    let wanted = BTreeMap::from([(server_name, BTreeMap::from([(key_id, None)]))]);
     Ok(RumaResponse(get_remote_server_keys::v2::Response::new(notary_answer(&rt, wanted).await?)))
 }
 

@@ -1,8 +1,11 @@
-//! `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}`: takes a join
+//! `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}` and the older
+//! `PUT /_matrix/federation/v1/send_join/{roomId}/{eventId}`: takes a join
 //! the asking server signed and answers the room's state before it with its
-//! auth chain, so the joining server can check and store them.
+//! auth chain, so the joining server can check and store them. v1 asks the
+//! same and answers `[200, {…}]`; ruma has no v1 type, so it is read with
+//! v2's (the same body) and answered as JSON.
 
-use axum::extract::State;
+use axum::{Json, extract::State};
 use common::{
     api::roomserver::{
         QueryAuthChain, QueryAuthChainRequest, QueryJoinedServers, QueryJoinedServersRequest, QueryStateAtEvent,
@@ -17,12 +20,24 @@ use ruma::{
     events::TimelineEventType,
 };
 
+use serde_json::{Value, json};
+
 use crate::{App, membership};
 
 pub async fn send_join(State(app): State<App>, request: Ruma<Request>) -> Result<RumaResponse<Response>, MatrixError> {
+    Ok(RumaResponse(Response::new(join(&app, &request).await?)))
+}
+
+pub async fn send_join_v1(State(app): State<App>, request: Ruma<Request>) -> Result<Json<Value>, MatrixError> {
+    let mut answer = serde_json::to_value(join(&app, &request).await?).map_err(MatrixError::internal)?;
+    answer["origin"] = app.rt.config.global.server_name.as_str().into();
+    Ok(Json(json!([200, answer])))
+}
+
+async fn join(app: &App, request: &Ruma<Request>) -> Result<RoomState, MatrixError> {
     let origin = request.origin()?;
     let body = &request.body;
-    let (_, event) = membership::accept(&app, &body.room_id, &body.event_id, &body.pdu, origin, "join").await?;
+    let (_, event) = membership::accept(app, &body.room_id, &body.event_id, &body.pdu, origin, "join").await?;
 
     let state_request = QueryStateAtEventRequest {
         room_id: body.room_id.clone(),
@@ -60,5 +75,5 @@ pub async fn send_join(State(app): State<App>, request: Ruma<Request>) -> Result
         room_state.event = Some(serde_json::value::to_raw_value(&event).map_err(MatrixError::internal)?);
     }
     room_state.servers_in_room = Some(servers.into_iter().map(|server| server.to_string()).collect());
-    Ok(RumaResponse(Response::new(room_state)))
+    Ok(room_state)
 }

@@ -117,8 +117,8 @@ impl Events {
     pub async fn insert(&self, tx: &mut AnyConnection, event: NewEvent<'_>) -> anyhow::Result<bool> {
         let result = sqlx::query(
             "INSERT INTO roomserver_events (event_id, room_id, event_type, state_key, depth, json, redacted, status,
-                 state_before, state_after, stream_ordering, received_ts)
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $11)
+                 state_before, state_after, stream_ordering, received_ts, origin_server_ts)
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (event_id) DO UPDATE SET status = excluded.status, state_before = excluded.state_before,
                  state_after = excluded.state_after, stream_ordering = excluded.stream_ordering
              WHERE roomserver_events.status = 3",
@@ -134,9 +134,32 @@ impl Events {
         .bind(event.state_after)
         .bind(event.stream_ordering)
         .bind(now_ms())
+        .bind(i64::from(event.pdu.ts().get()))
         .execute(tx)
         .await?;
         Ok(result.rows_affected() == 1)
+    }
+
+    /// The accepted event of `room_id` nearest `ts` (milliseconds): the first
+    /// at or after it, or with `backward` the last at or before it; ties go
+    /// to the room's order. Events stored before timestamps were kept are
+    /// not found.
+    pub async fn nearest_in_time(
+        &self,
+        room_id: &str,
+        ts: i64,
+        backward: bool,
+    ) -> anyhow::Result<Option<(String, i64)>> {
+        let sql = if backward {
+            "SELECT event_id, origin_server_ts FROM roomserver_events
+             WHERE room_id = $1 AND status = 0 AND origin_server_ts <= $2
+             ORDER BY origin_server_ts DESC, stream_ordering DESC LIMIT 1"
+        } else {
+            "SELECT event_id, origin_server_ts FROM roomserver_events
+             WHERE room_id = $1 AND status = 0 AND origin_server_ts >= $2
+             ORDER BY origin_server_ts ASC, stream_ordering ASC LIMIT 1"
+        };
+        Ok(sqlx::query_as(sql).bind(room_id).bind(ts).fetch_optional(&self.pool).await?)
     }
 
     /// Replaces an event's JSON with its pruned form.

@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "events", sql: include_str!("migrations/0001_events.sql") },
     Migration { version: 2, name: "rooms and state", sql: include_str!("migrations/0002_rooms_and_state.sql") },
     Migration { version: 3, name: "directory", sql: include_str!("migrations/0003_directory.sql") },
+    Migration { version: 4, name: "event timestamps", sql: include_str!("migrations/0004_event_timestamps.sql") },
 ];
 
 /// `$first, $first+1, …` for `count` bound values.
