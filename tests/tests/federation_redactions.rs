@@ -40,7 +40,12 @@ async fn a_redaction_in_another_room_redacts_nothing() {
     let sentinel = scene.event_in(&second, "m.room.message", json!({"msgtype": "m.text", "body": "sentinel"}), None);
     let (status, body) = scene.send("t2", vec![json_of(&redaction), json_of(&sentinel)], None).await;
     assert_eq!(status, 200, "{body}");
-    sync_until(&scene.alice, None, |sync| timeline_has(sync, &other_room, "sentinel")).await;
+    let sync = sync_until(&scene.alice, None, |sync| timeline_has(sync, &other_room, "sentinel")).await;
+    let timeline = &sync["rooms"]["join"][&other_room]["timeline"]["events"];
+    assert!(
+        !timeline.as_array().into_iter().flatten().any(|e| e["event_id"] == redaction.event_id.as_str()),
+        "the redaction itself is refused: {timeline}"
+    );
 
     let path = format!("/rooms/{}/event/{}", enc(&scene.room_id), enc(message.event_id.as_str()));
     let kept = scene.alice.get(&path).await.expect(200);

@@ -212,6 +212,22 @@ impl Processor {
         Ok(Verdict::Accepted)
     }
 
+    /// Why a redaction is ignored: it names itself, or an event of another
+    /// room. Ignored as a soft failure: kept, so that events built on it
+    /// still have a state, but never served or applied.
+    async fn misdirected_redaction(&self, pdu: &Pdu, room_id: &RoomId) -> Result<Option<String>, HandlerError> {
+        let Some(target) = pdu.redacted_id() else { return Ok(None) };
+        if target == pdu.id() {
+            return Ok(Some("the event redacts itself".into()));
+        }
+        Ok(match self.store.events.get(target).await? {
+            Some(row) if row.room_id != room_id => {
+                Some(format!("the event redacts {target}, which is in another room"))
+            }
+            _ => None,
+        })
+    }
+
     /// The room an event is in: its `room_id`, or for a room version 12
     /// create event the id its hash determines.
     fn room_of(&self, pdu: &Pdu, rules: &RoomVersionRules) -> Result<ruma::OwnedRoomId, HandlerError> {
@@ -340,6 +356,9 @@ impl Processor {
             }) {
                 soft_failure = Some(e);
             }
+        }
+        if soft_failure.is_none() {
+            soft_failure = self.misdirected_redaction(&pdu, room_id).await?;
         }
         let after: Arc<StateMap> = match pdu.state_pair() {
             Some(key) => {
