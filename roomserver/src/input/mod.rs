@@ -280,12 +280,13 @@ impl Processor {
             let rows = events.get_many(ids).await?;
             let mut state = StateMap::new();
             for id in ids {
-                let row = rows.get(id).ok_or_else(|| reject(format!("state event {id} is unknown here")))?;
-                // Another server's state may hold events that fail our checks;
-                // they are left out, as if that server had never had them.
-                if row.status == EventStatus::Rejected {
+                // Another server's state may hold events that fail our checks
+                // (rejected, or refused for their signatures and so never
+                // stored): they are left out, as if it had never had them.
+                let Some(row) = rows.get(id).filter(|row| row.status != EventStatus::Rejected) else {
+                    tracing::debug!(event_id = %id, "a state event given with an event is left out");
                     continue;
-                }
+                };
                 let key = row.pdu.state_pair().ok_or_else(|| reject(format!("{id} is not a state event")))?;
                 state.insert(key, id.clone());
             }
