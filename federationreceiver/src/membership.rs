@@ -165,9 +165,11 @@ pub async fn accept(
     }
     let parsed = Pdu::parse(computed.clone(), serde_json::value::to_raw_value(&object).map_err(MatrixError::internal)?)
         .map_err(|e| MatrixError::bad_json(format!("{e:#}")))?;
+    if parsed.sender_id().server_name() != origin {
+        return Err(MatrixError::forbidden(format!("The {membership} is not sent by a user of {origin}")));
+    }
     let field_ok = *parsed.kind() == TimelineEventType::RoomMember
         && parsed.key() == Some(parsed.sender_id().as_str())
-        && parsed.sender_id().server_name() == origin
         && parsed.content_str("membership").as_deref() == Some(membership)
         && ruma::state_res::Event::room_id(&parsed) == Some(room_id);
     if !field_ok {

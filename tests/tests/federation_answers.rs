@@ -165,3 +165,21 @@ async fn a_v1_invite_is_cosigned_and_answered_in_the_v1_shape() {
     assert!(signed["signatures"].get(&scene.hs.server_name).is_some(), "co-signed by us: {answer}");
     assert_eq!(id_of(signed), invite.event_id, "the same event: {answer}");
 }
+
+#[tokio::test]
+async fn a_join_for_a_user_of_another_server_is_forbidden() {
+    let scene = Scene::start().await;
+    let room = enc(&scene.room_id);
+    let user = enc(&scene.mallory);
+    let (status, made) =
+        scene.call(Method::GET, &format!("/_matrix/federation/v1/make_join/{room}/{user}?ver=10"), None, None).await;
+    assert_eq!(status, 200, "{made}");
+    let mut template: CanonicalJsonObject = serde_json::from_value(made["event"].clone()).unwrap();
+    for field in ["sender", "state_key"] {
+        template.insert(field.into(), "@eve:elsewhere.example".into());
+    }
+    let join = pdu::finish(template, &RoomVersionId::V10, &scene.remote.server_name, &scene.remote.key).unwrap();
+    let path = format!("/_matrix/federation/v2/send_join/{room}/{}", enc(join.event_id.as_str()));
+    let (status, body) = scene.call(Method::PUT, &path, Some(&serde_json::to_value(&join.object).unwrap()), None).await;
+    assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
+}

@@ -42,6 +42,18 @@ async fn forged_and_misdirected_requests_are_unauthorized() {
         .await;
     assert_eq!((misdirected.0, misdirected.1["errcode"].as_str()), (401, Some("M_UNAUTHORIZED")), "{misdirected:?}");
 
+    // A header that cannot be read (an origin with a port that is no number) is 400.
+    let garbled = scene
+        .http
+        .get(format!("{}{path}", scene.hs.federation_url))
+        .header("Authorization", r#"X-Matrix origin="remote.example:http",key="ed25519:a",sig="c2ln""#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbled.status(), 400);
+    let body: Value = garbled.json().await.unwrap();
+    assert_eq!(body["errcode"], "M_UNAUTHORIZED", "{body}");
+
     // Properly signed, the same request is answered.
     assert!(scene.served(&scene.latest).await.is_some(), "mallory's join is served to her server");
     assert!(scene.served(&good.event_id).await.is_none(), "the forged transaction's PDU was never taken");

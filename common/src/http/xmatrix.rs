@@ -72,8 +72,17 @@ impl ServerAuth {
         request: &http::Request<&[u8]>,
         non_canonical_ok: bool,
     ) -> Result<OwnedServerName, MatrixError> {
-        let x_matrix = XMatrix::extract_from_http_headers(request.headers())
-            .map_err(|e| unauthorized(format!("Missing or malformed X-Matrix authorization: {e}")))?;
+        let x_matrix = XMatrix::extract_from_http_headers(request.headers()).map_err(|e| {
+            // A header that is there but cannot be read (an origin that is no
+            // server name) is the sender's mistake, as Synapse answers it.
+            let message = format!("Missing or malformed X-Matrix authorization: {e}");
+            match request.headers().get(http::header::AUTHORIZATION) {
+                Some(_) => {
+                    MatrixError::new(http::StatusCode::BAD_REQUEST, ruma::api::error::ErrorKind::Unauthorized, message)
+                }
+                None => unauthorized(message),
+            }
+        })?;
         if x_matrix.destination.as_deref().is_some_and(|destination| destination != self.server_name) {
             return Err(unauthorized("The request is for another destination"));
         }
