@@ -9,7 +9,10 @@
 use std::collections::BTreeMap;
 
 use common::{
-    api::roomserver::{InputKind, InputVerdict, QueryLatestEventsAndState, QueryLatestEventsAndStateRequest},
+    api::roomserver::{
+        InputKind, InputVerdict, QueryEvents, QueryEventsRequest, QueryLatestEventsAndState,
+        QueryLatestEventsAndStateRequest,
+    },
     federation,
     pdu::{self, Pdu},
 };
@@ -178,18 +181,41 @@ impl Room<'_> {
         Ok(())
     }
 
-    /// The state before `pdu` as the origin has it: fetched as ids, the
-    /// events not known here fetched and stored as outliers (auth chain
-    /// included). Returns the state's event ids.
+    /// The state before `pdu` as the origin has it: the state after its
+    /// (first) missing prev event, which is the state `/state_ids` gives
+    /// before that event plus the event itself when it is state — asked of
+    /// the event the origin built on, as Synapse asks. The events not known
+    /// here (auth chain included) are stored as outliers first. With several
+    /// prev events the others' states are not resolved in: the roomserver
+    /// gets the one the origin gave.
     async fn state_before(&self, pdu: &Pdu) -> Result<Vec<OwnedEventId>, String> {
         let Source { app, origin, room_id, .. } = **self;
-        let ask = get_room_state_ids::v1::Request::new(pdu.owned_id(), room_id.to_owned());
+        let missing = self.unknown(pdu.prev_ids()).await?;
+        let prev = missing.first().or(pdu.prev_ids().first()).ok_or("the event has no prev events")?.clone();
+        let ask = get_room_state_ids::v1::Request::new(prev.clone(), room_id.to_owned());
         let ids = federation::request(&app.rt.bus, origin, ask)
             .await
-            .map_err(|e| format!("cannot get the state before the event from {origin}: {e}"))?;
-        let wanted: Vec<OwnedEventId> = ids.pdu_ids.iter().chain(&ids.auth_chain_ids).cloned().collect();
+            .map_err(|e| format!("cannot get the state at {prev} from {origin}: {e}"))?;
+        let wanted: Vec<OwnedEventId> = ids.pdu_ids.iter().chain(&ids.auth_chain_ids).chain([&prev]).cloned().collect();
         self.store_outliers(&wanted, &[]).await?;
-        Ok(ids.pdu_ids)
+        let mut state = ids.pdu_ids;
+        let stored = app
+            .rt
+            .bus
+            .call::<QueryEvents>(&QueryEventsRequest { event_ids: vec![prev.clone()] })
+            .await
+            .map_err(|e| format!("cannot ask the roomserver: {e}"))?;
+        let prev_is_state = stored
+            .events
+            .into_iter()
+            .next()
+            .and_then(|event| Pdu::parse(event.event_id, event.event).ok())
+            .is_some_and(|event| event.key().is_some());
+        if prev_is_state {
+            // Last, so that it replaces what held its key before it.
+            state.push(prev);
+        }
+        Ok(state)
     }
 
     async fn submit_new(&self, pdu: &Pdu, state_before: Option<Vec<OwnedEventId>>) -> Result<(), String> {
