@@ -341,17 +341,6 @@ pub async fn invite(
     send_member(app, room_id, inviter, invitee, &current, new_content("invite", profile.as_ref(), reason)).await
 }
 
-/// State events an invitee's server gets with the invite, as full PDUs (the
-/// spec asks for them so since v1.16): what a client shows of the room.
-const INVITE_STATE: [&str; 6] = [
-    "m.room.create",
-    "m.room.join_rules",
-    "m.room.name",
-    "m.room.avatar",
-    "m.room.canonical_alias",
-    "m.room.encryption",
-];
-
 /// An invite of a user of another server: their server co-signs it first
 /// (federation `/invite`), and only the co-signed event enters the room.
 async fn invite_remote(
@@ -365,7 +354,8 @@ async fn invite_remote(
         EventBuilder::new(inviter, TimelineEventType::RoomMember, Value::Object(content)).state(invitee.as_str());
     let (version, built, state) = rooms::build_on_latest(app, room_id, &builder).await?;
     rooms::check_auth(&rooms::version_rules(&version)?, &built.to_pdu(), &state)?;
-    let mut filter: Vec<StateFilter> = INVITE_STATE
+    // Full PDUs, as the spec asks since v1.16.
+    let mut filter: Vec<StateFilter> = common::pdu::STRIPPED_STATE_TYPES
         .iter()
         .map(|kind| StateFilter { event_type: (*kind).into(), state_key: Some(String::new()) })
         .collect();

@@ -17,6 +17,18 @@ use serde_json::value::RawValue;
 
 use crate::keys::SigningKey;
 
+/// The state events (all with an empty state key) an invitee or a knocking
+/// user gets of a room before joining it: what a client shows of the room.
+pub const STRIPPED_STATE_TYPES: [&str; 7] = [
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.topic",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+];
+
 /// Largest PDU the spec allows, in bytes of canonical JSON.
 pub const MAX_PDU_BYTES: usize = 65_536;
 

@@ -13,21 +13,11 @@ use ruma::api::federation::membership::{
 
 use crate::{App, membership};
 
-/// What a knocking user may see of the room, as for an invitee.
-const KNOCK_STATE: [&str; 6] = [
-    "m.room.create",
-    "m.room.join_rules",
-    "m.room.name",
-    "m.room.avatar",
-    "m.room.canonical_alias",
-    "m.room.encryption",
-];
-
 pub async fn send_knock(State(app): State<App>, request: Ruma<Request>) -> Result<RumaResponse<Response>, MatrixError> {
     let origin = request.origin()?;
     let body = &request.body;
     membership::accept(&app, &body.room_id, &body.event_id, &body.pdu, origin, "knock").await?;
-    let filter = KNOCK_STATE
+    let filter = common::pdu::STRIPPED_STATE_TYPES
         .iter()
         .map(|kind| StateFilter { event_type: (*kind).into(), state_key: Some(String::new()) })
         .collect();

@@ -27,17 +27,6 @@ pub struct NewEventContext<'a> {
     pub removes: &'a [OwnedEventId],
 }
 
-/// The state a local invitee sees of a room before joining it.
-const INVITE_STATE: &[(&str, &str)] = &[
-    ("m.room.create", ""),
-    ("m.room.join_rules", ""),
-    ("m.room.name", ""),
-    ("m.room.avatar", ""),
-    ("m.room.canonical_alias", ""),
-    ("m.room.encryption", ""),
-    ("m.room.topic", ""),
-];
-
 pub async fn for_new_event(
     store: &Store,
     server_name: &ServerName,
@@ -97,9 +86,9 @@ pub async fn for_new_event(
 
 /// Stripped state events (type, state_key, content, sender) for an invitee.
 async fn stripped_state(store: &Store, state: &StateMap, invite: &Pdu) -> anyhow::Result<Vec<Box<RawValue>>> {
-    let mut ids: Vec<OwnedEventId> = INVITE_STATE
+    let mut ids: Vec<OwnedEventId> = common::pdu::STRIPPED_STATE_TYPES
         .iter()
-        .filter_map(|(t, k)| state.get(&(StateEventType::from(*t), (*k).to_owned())).cloned())
+        .filter_map(|t| state.get(&(StateEventType::from(*t), String::new())).cloned())
         .collect();
     if let Some(inviter) = state.get(&(StateEventType::RoomMember, invite.sender().to_string())) {
         ids.push(inviter.clone());
