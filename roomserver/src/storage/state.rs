@@ -92,34 +92,43 @@ impl Snapshots {
         parent: Option<(i64, &StateMap)>,
         state: &StateMap,
     ) -> anyhow::Result<i64> {
-        let mut delta_base = None;
-        if let Some((parent, base)) = parent {
-            let chain: i64 = sqlx::query_scalar("SELECT chain_length FROM roomserver_state_snapshots WHERE id = $1")
-                .bind(parent)
-                .fetch_one(&mut *tx)
-                .await?;
-            if chain < MAX_CHAIN {
-                delta_base = Some((parent, chain, base));
-            }
-        }
         type Entry<'a> = (&'a (StateEventType, String), Option<&'a OwnedEventId>);
-        let (parent, chain_length, entries): (Option<i64>, i64, Vec<Entry>) = match delta_base {
-            Some((parent, chain, base)) => {
+        // A delta on the parent while its chain is short enough. Asked with an
+        // INSERT, not a SELECT first: on SQLite a transaction that reads
+        // before it writes fails with "database is locked" whenever another
+        // writer commits in between, where a first write waits its turn.
+        let delta_id: Option<i64> = match parent {
+            Some((parent, _)) => {
+                sqlx::query_scalar(
+                    "INSERT INTO roomserver_state_snapshots (room_id, parent, chain_length)
+                     SELECT $1, id, chain_length + 1 FROM roomserver_state_snapshots WHERE id = $2 AND chain_length < $3
+                     RETURNING id",
+                )
+                .bind(room_id)
+                .bind(parent)
+                .bind(MAX_CHAIN)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            None => None,
+        };
+        let (id, entries): (i64, Vec<Entry>) = match (delta_id, parent) {
+            (Some(id), Some((_, base))) => {
                 let mut delta: Vec<Entry> =
                     state.iter().filter(|(k, v)| base.get(*k) != Some(*v)).map(|(k, v)| (k, Some(v))).collect();
                 delta.extend(base.keys().filter(|k| !state.contains_key(*k)).map(|k| (k, None)));
-                (Some(parent), chain + 1, delta)
+                (id, delta)
             }
-            None => (None, 0, state.iter().map(|(k, v)| (k, Some(v))).collect()),
+            _ => {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO roomserver_state_snapshots (room_id, parent, chain_length) VALUES ($1, NULL, 0) RETURNING id",
+                )
+                .bind(room_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                (id, state.iter().map(|(k, v)| (k, Some(v))).collect())
+            }
         };
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO roomserver_state_snapshots (room_id, parent, chain_length) VALUES ($1, $2, $3) RETURNING id",
-        )
-        .bind(room_id)
-        .bind(parent)
-        .bind(chain_length)
-        .fetch_one(&mut *tx)
-        .await?;
         for ((event_type, state_key), event_id) in entries {
             sqlx::query(
                 "INSERT INTO roomserver_state_entries (snapshot, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)",
