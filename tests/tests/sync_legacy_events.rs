@@ -4,8 +4,10 @@
 //! previous `end` brings what happened since in the user's rooms, oldest
 //! first and once each, an invite to the user included; a long-poll wakes
 //! when a message arrives; events of a room the user is not in never appear,
-//! except when peeking a world-readable room with `room_id`; a token that is
-//! not one of ours, or a bad timeout, is 400.
+//! except when peeking a world-readable room with `room_id`; an answer holds
+//! at most 100 events, its `end` where it stopped; an invite from another
+//! server arrives with the room's stripped state; a token that is not one of
+//! ours, or a bad timeout, is 400.
 
 mod sync_support;
 
@@ -13,7 +15,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sync_support::*;
-use tests::{Deployment, Mode, client::Client, client::enc};
+use tests::{
+    Deployment, Mode, Options,
+    client::{Client, enc},
+    tls::TestCa,
+};
 
 /// How long syncapi may take to show an event that was accepted.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -135,6 +141,25 @@ async fn the_stream_brings_new_events_once_each(deployment: &Deployment) {
     alice.get(&format!("/events?timeout=0&room_id={}", enc(&carols))).await.expect_error(403, "M_FORBIDDEN");
 }
 
+/// More than an answer holds: the first stops at its 100th event, the next
+/// goes on from there.
+async fn a_long_stream_comes_in_answers_of_100(deployment: &Deployment) {
+    let alice = deployment.new_user().await;
+    let room = create_room(&alice, json!({"preset": "private_chat"})).await;
+    let start = end_of(&events(&alice, "timeout=0").await);
+    let mut sent = Vec::new();
+    for n in 0..105 {
+        sent.push(send_text(&alice, &room, &format!("n{n}")).await);
+    }
+    let first = events(&alice, &format!("from={start}&timeout=0")).await;
+    let ids = |answer: &Value| -> Vec<String> {
+        answer["chunk"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(ids(&first), sent[..100], "{first}");
+    let second = events(&alice, &format!("from={}&timeout=0", end_of(&first))).await;
+    assert_eq!(ids(&second), sent[100..], "{second}");
+}
+
 async fn bad_tokens_and_timeouts_are_refused(deployment: &Deployment) {
     let alice = deployment.new_user().await;
     alice.get("/events?from=garbage&timeout=0").await.expect_error(400, "M_INVALID_PARAM");
@@ -150,6 +175,7 @@ async fn bad_tokens_and_timeouts_are_refused(deployment: &Deployment) {
 async fn the_monolith_streams_events() {
     let deployment = Deployment::start(Mode::Monolith).await;
     the_stream_brings_new_events_once_each(&deployment).await;
+    a_long_stream_comes_in_answers_of_100(&deployment).await;
     bad_tokens_and_timeouts_are_refused(&deployment).await;
 }
 
@@ -158,4 +184,34 @@ async fn the_polylith_streams_events() {
     let deployment = Deployment::start(Mode::Polylith).await;
     the_stream_brings_new_events_once_each(&deployment).await;
     bad_tokens_and_timeouts_are_refused(&deployment).await;
+}
+
+/// As SyTest's federation tests wait for it: an invite from another server
+/// in the stream, then the room's events once joined.
+#[tokio::test]
+async fn an_invite_over_federation_arrives_in_the_stream() {
+    let ca = TestCa::new("legacy events CA");
+    let (hs1, hs2) = tokio::join!(
+        Deployment::start_with(Options::new(Mode::Monolith).federating(&ca)),
+        Deployment::start_with(Options::new(Mode::Monolith).federating(&ca)),
+    );
+    let alice = hs1.new_user().await;
+    let bob = hs2.new_user().await;
+    let room = create_room(&alice, json!({"preset": "private_chat", "name": "Elsewhere"})).await;
+    let start = end_of(&events(&bob, "timeout=0").await);
+    invite(&alice, &room, &bob.user_id).await;
+    let is_invite = |e: &Value| {
+        e["type"] == "m.room.member" && e["state_key"] == bob.user_id.as_str() && e["content"]["membership"] == "invite"
+    };
+    let (seen, end) = events_until(&bob, &start, "", |seen| seen.iter().any(is_invite)).await;
+    let invite = seen.iter().find(|e| is_invite(e)).unwrap();
+    assert_eq!(invite["room_id"], room.as_str(), "{invite}");
+    let stripped = invite["unsigned"]["invite_room_state"].as_array().unwrap_or_else(|| panic!("{invite}"));
+    assert!(stripped.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Elsewhere"), "{invite}");
+
+    join(&bob, &room).await;
+    let hello = send_text(&alice, &room, "welcome").await;
+    let (seen, _) = events_until(&bob, &end, "", |seen| seen.iter().any(|e| e["content"]["body"] == "welcome")).await;
+    assert_eq!(seen.iter().filter(|e| e["event_id"] == hello).count(), 1, "{seen:?}");
+    assert!(!seen.iter().any(is_invite), "the invite came once: {seen:?}");
 }
