@@ -3,10 +3,7 @@
 //! waiting like `/sync` when there are none; with `room_id`, of that one room (peeking a
 //! world-readable room, or one the caller is in).
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::{collections::HashMap, sync::Arc};
 
 use axum::{Json, extract::State};
 use common::http::{MatrixError, Ruma};
@@ -93,10 +90,13 @@ pub async fn events(State(app): State<Arc<App>>, request: Ruma<v3::Request>) -> 
             .filter(|t| t.positions.events >= 0)
             .ok_or_else(|| MatrixError::invalid_param(format!("Unknown from token {token}")))?,
     };
-    let view = match &body.room_id {
-        Some(room_id) => View::Room { room_id, reader: history::reader(&app, room_id, &user.user_id).await? },
-        None => View::Rooms { ignored: history::ignored_users(&app, &user.user_id).await?, readers: Mutex::default() },
+    let room_id = body.room_id.as_deref();
+    let ignored = match room_id {
+        // Whether the caller may read the room at all: 403 otherwise.
+        Some(room_id) => history::reader(&app, room_id, &user.user_id).await?.ignored().to_vec(),
+        None => history::ignored_users(&app, &user.user_id).await?,
     };
+    let view = View { room_id, ignored };
     let deadline = tokio::time::Instant::now() + body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
     let read = || async {
         read_chunk(&app, &user.user_id, from.positions.events, &view)
@@ -118,13 +118,10 @@ pub async fn events(State(app): State<Arc<App>>, request: Ruma<v3::Request>) -> 
     Ok(Json(json!({ "chunk": events, "start": from.to_string(), "end": token_at(&from, chunk.end) })))
 }
 
-/// Whose events are streamed.
-enum View<'a> {
-    /// One room, read as `/messages` reads it.
-    Room { room_id: &'a RoomId, reader: Reader },
-    /// Every room of the caller; each room's reader is loaded when the room
-    /// first comes up, so the cost follows the events read.
-    Rooms { ignored: Vec<String>, readers: Mutex<HashMap<String, Reader>> },
+/// Whose events are streamed: of one room (peeking), or of every room of the caller.
+struct View<'a> {
+    room_id: Option<&'a RoomId>,
+    ignored: Vec<String>,
 }
 
 struct Chunk {
@@ -140,22 +137,27 @@ struct Chunk {
 async fn read_chunk(app: &App, user_id: &UserId, from: i64, view: &View<'_>) -> anyhow::Result<Chunk> {
     let store = &app.store;
     let user = user_id.as_str();
-    let to = store.positions().await?.events;
+    // A token from further on than here (a server restored from a backup) stays where it is.
+    let to = store.positions().await?.events.max(from);
     let limit = CHUNK_LIMIT as i64;
     let mut events = Vec::new();
     let mut cursor = from;
     let mut scanned = 0;
+    // Each room's reader, loaded when the room first comes up, so the cost
+    // follows the events read; afresh on each read, as a wake-up may follow
+    // a change of the caller's membership.
+    let mut readers: HashMap<String, Reader> = HashMap::new();
     loop {
         // The rows after `cursor`, and how far they cover the range: up to
         // `covered` every row was read.
-        let (rows, covered) = match view {
-            View::Room { room_id, .. } => {
+        let (rows, covered) = match view.room_id {
+            Some(room_id) => {
                 let page = Page { backward: false, cursor, bound: to, limit };
                 let rows = store.room_events_page(room_id.as_str(), page).await?;
                 let covered = if rows.len() < CHUNK_LIMIT { to } else { rows.last().map_or(to, |e| e.pos) };
                 (rows.into_iter().map(|e| (e, None)).collect::<Vec<_>>(), covered)
             }
-            View::Rooms { .. } => {
+            None => {
                 let room_events = store.user_events_page(user, cursor, to, limit).await?;
                 let invites = store.remote_invites_page(user, cursor, to, limit).await?;
                 // Each source is read as far as its last row when it filled its page.
@@ -177,27 +179,14 @@ async fn read_chunk(app: &App, user_id: &UserId, from: i64, view: &View<'_>) -> 
             }
         };
         scanned += rows.len();
-        if let View::Rooms { ignored, readers } = view {
-            load_readers(app, user_id, ignored, readers, &rows).await?;
-        }
-        {
-            let loaded = match view {
-                View::Rooms { readers, .. } => Some(readers.lock().expect("readers lock")),
-                View::Room { .. } => None,
-            };
-            for (event, invite_state) in rows {
-                if events.len() == CHUNK_LIMIT {
-                    return Ok(Chunk { events, end: cursor, more: true });
-                }
-                cursor = event.pos;
-                let reader = match (view, &loaded) {
-                    (View::Room { reader, .. }, _) => Some(reader),
-                    (View::Rooms { .. }, Some(loaded)) => loaded.get(&event.room_id),
-                    (View::Rooms { .. }, None) => None,
-                };
-                if shown(reader, matches!(view, View::Room { .. }), user, &event) {
-                    events.push((event, invite_state));
-                }
+        load_readers(app, user_id, &view.ignored, &mut readers, &rows).await?;
+        for (event, invite_state) in rows {
+            if events.len() == CHUNK_LIMIT {
+                return Ok(Chunk { events, end: cursor, more: true });
+            }
+            cursor = event.pos;
+            if shown(readers.get(&event.room_id), view.room_id.is_some(), user, &event) {
+                events.push((event, invite_state));
             }
         }
         if covered >= to {
@@ -215,20 +204,17 @@ async fn load_readers(
     app: &App,
     user_id: &UserId,
     ignored: &[String],
-    readers: &Mutex<HashMap<String, Reader>>,
+    readers: &mut HashMap<String, Reader>,
     rows: &[(RoomEvent, Option<String>)],
 ) -> anyhow::Result<()> {
-    let mut missing: Vec<&str> = {
-        let readers = readers.lock().expect("readers lock");
-        rows.iter().map(|(e, _)| e.room_id.as_str()).filter(|room| !readers.contains_key(*room)).collect()
-    };
+    let mut missing: Vec<&str> =
+        rows.iter().map(|(e, _)| e.room_id.as_str()).filter(|room| !readers.contains_key(*room)).collect();
     missing.sort();
     missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }
     let mut histories = app.store.membership_histories(user_id, &missing).await?;
-    let mut readers = readers.lock().expect("readers lock");
     for room in missing {
         let viewer = Viewer::new(user_id.as_str(), histories.remove(room).unwrap_or_default());
         readers.insert(room.to_owned(), Reader::new(viewer, ignored.to_vec()));

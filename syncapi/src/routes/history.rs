@@ -43,6 +43,10 @@ impl Reader {
         &self.viewer
     }
 
+    pub fn ignored(&self) -> &[String] {
+        &self.ignored
+    }
+
     pub fn may_see(&self, event: &RoomEvent) -> bool {
         self.viewer.may_see(event) && (event.state_key.is_some() || !self.ignored.contains(&event.sender))
     }
