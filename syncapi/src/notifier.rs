@@ -1,6 +1,6 @@
-//! Waking long-polling `/sync` and `/events` requests on every syncapi instance: whoever
-//! commits new sync data names the users it concerns on a core NATS subject,
-//! and each instance wakes its own waiters for those users.
+//! Waking long-polling `/sync` and `/events` requests on every syncapi
+//! instance: whoever commits new sync data names the users it concerns on a
+//! core NATS subject, and each instance wakes its own waiters for those users.
 
 use std::{
     collections::HashMap,
