@@ -1,7 +1,7 @@
-//! Sync API: `/sync`, room history and the projection of rooms it serves
-//! them from. The projection is fed only by the streams (`consumers/`);
-//! every instance serves from the same tables and wakes its own long-polls
-//! when another instance commits (`notifier.rs`).
+//! Sync API: `/sync`, the deprecated `/events` stream, room history and the
+//! projection of rooms it serves them from. The projection is fed only by
+//! the streams (`consumers/`); every instance serves from the same tables and
+//! wakes its own long-polls when another instance commits (`notifier.rs`).
 
 mod backfill;
 mod consumers;

@@ -1,16 +1,21 @@
-//! Waking long-polling `/sync` requests on every syncapi instance: whoever
-//! commits new sync data names the users it concerns on a core NATS subject,
-//! and each instance wakes its own waiters for those users.
+//! Waking long-polling `/sync` and `/events` requests on every syncapi
+//! instance: whoever commits new sync data names the users it concerns on a
+//! core NATS subject, and each instance wakes its own waiters for those users.
 
 use std::{
     collections::HashMap,
+    future::Future,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use common::bus::Bus;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
+
+/// Longest wait a long-poll may ask for.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Serialize, Deserialize)]
 struct Wake {
@@ -52,6 +57,34 @@ impl Notifier {
     pub fn listen(&self, user_id: &str) -> watch::Receiver<u64> {
         let mut users = self.users.lock().expect("notifier lock");
         users.entry(user_id.to_owned()).or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+
+    /// A long-poll for `user_id`: `read`'s first answer that is `ready`, or
+    /// its latest once `deadline` has passed. It reads again each time
+    /// something new concerns the user, listening before each read so that
+    /// nothing committed after it is missed.
+    pub async fn poll<T, E, Fut>(
+        &self,
+        user_id: &str,
+        deadline: Instant,
+        mut read: impl FnMut() -> Fut,
+        ready: impl Fn(&T) -> bool,
+    ) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut wake = self.listen(user_id);
+        loop {
+            wake.borrow_and_update();
+            let answer = read().await?;
+            if ready(&answer) || Instant::now() >= deadline {
+                return Ok(answer);
+            }
+            tokio::select! {
+                changed = wake.changed() => if changed.is_err() { return Ok(answer) },
+                _ = tokio::time::sleep_until(deadline) => return Ok(answer),
+            }
+        }
     }
 
     fn wake_here(&self, users: &[String]) {

@@ -24,6 +24,14 @@ impl Viewer {
         self.history.iter().rev().find(|c| c.pos <= pos).map(|c| c.membership.as_str())
     }
 
+    /// Whether the event at `pos` is in the user's part of the room: they were
+    /// joined when it arrived, or their next change of membership was a join
+    /// (the history before a join, which a sync shows the newly joined too).
+    pub fn in_room_for(&self, pos: i64) -> bool {
+        self.membership_at(pos) == Some("join")
+            || self.history.iter().find(|c| c.pos > pos).is_some_and(|c| c.membership == "join")
+    }
+
     pub fn may_see(&self, event: &RoomEvent) -> bool {
         // Users always see their own membership events.
         if event.event_type == "m.room.member" && event.state_key.as_deref() == Some(self.user_id.as_str()) {

@@ -35,6 +35,18 @@ pub struct Reader {
 }
 
 impl Reader {
+    pub fn new(viewer: Viewer, ignored: Vec<String>) -> Reader {
+        Reader { viewer, ignored }
+    }
+
+    pub fn viewer(&self) -> &Viewer {
+        &self.viewer
+    }
+
+    pub fn ignored(&self) -> &[String] {
+        &self.ignored
+    }
+
     pub fn may_see(&self, event: &RoomEvent) -> bool {
         self.viewer.may_see(event) && (event.state_key.is_some() || !self.ignored.contains(&event.sender))
     }
@@ -57,7 +69,7 @@ pub async fn reader(app: &App, room_id: &RoomId, user_id: &UserId) -> Result<Rea
 }
 
 /// The users on `user_id`'s `m.ignored_user_list`.
-async fn ignored_users(app: &App, user_id: &UserId) -> Result<Vec<String>, MatrixError> {
+pub async fn ignored_users(app: &App, user_id: &UserId) -> Result<Vec<String>, MatrixError> {
     let request = QueryAccountDataRequest {
         user_id: user_id.to_owned(),
         room_id: None,

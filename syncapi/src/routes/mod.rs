@@ -1,6 +1,8 @@
 //! One module per path that syncapi serves.
 
 mod sync;
+// The deprecated event stream
+mod events;
 // Room history
 mod context;
 mod history;
@@ -44,6 +46,8 @@ pub fn router(app: Arc<App>, member_lists: bool) -> Router {
         .ruma_guest::<sync_events::v3::Request, _, _>(sync::sync)
         .route_layer(middleware::from_fn_with_state((app.clone(), SYNC_FENCE), fence));
     let history = Router::new()
+        // It reads room events only, as the history does.
+        .ruma_guest::<events::v3::Request, _, _>(events::events)
         .ruma_guest::<get_message_events::v3::Request, _, _>(messages::messages)
         .ruma_guest::<get_context::v3::Request, _, _>(context::context)
         .ruma::<get_relating_events::v1::Request, _, _>(relations::relations)

@@ -2,7 +2,7 @@
 //! answer waits until something concerns the user (on any instance) or the
 //! time is up.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use axum::{Json, extract::State};
 use common::{
@@ -13,10 +13,7 @@ use common::{
 use ruma::api::client::{filter::FilterDefinition, sync::sync_events};
 use serde_json::Value;
 
-use crate::{App, sync::Request, token::Token};
-
-/// Longest wait a client may ask for.
-const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+use crate::{App, notifier::MAX_TIMEOUT, sync::Request, token::Token};
 
 pub async fn sync(
     State(app): State<Arc<App>>,
@@ -52,21 +49,12 @@ pub async fn sync(
     crate::presence::set_from_sync(&app.store.db, &app.rt.bus, &user.user_id, body.set_presence.clone())
         .await
         .map_err(|e| MatrixError::internal(format!("{e:#}")))?;
-    let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
-    let deadline = tokio::time::Instant::now() + timeout;
-    // Listening before reading: whatever commits after the read wakes us.
-    let mut wake = app.notifier.listen(user.user_id.as_str());
-    loop {
-        wake.borrow_and_update();
-        let response = crate::sync::respond(&app, &sync).await.map_err(|e| MatrixError::internal(format!("{e:#}")))?;
-        if !response.is_empty() || since.is_none() || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(response.into_json()));
-        }
-        tokio::select! {
-            changed = wake.changed() => if changed.is_err() { return Ok(Json(response.into_json())) },
-            _ = tokio::time::sleep_until(deadline) => return Ok(Json(response.into_json())),
-        }
-    }
+    let deadline = tokio::time::Instant::now() + body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
+    let respond =
+        || async { crate::sync::respond(&app, &sync).await.map_err(|e| MatrixError::internal(format!("{e:#}"))) };
+    let response =
+        app.notifier.poll(user.user_id.as_str(), deadline, respond, |r| !r.is_empty() || since.is_none()).await?;
+    Ok(Json(response.into_json()))
 }
 
 async fn stored_filter(app: &App, user_id: &ruma::UserId, id: &str) -> Result<FilterDefinition, MatrixError> {

@@ -65,6 +65,83 @@ impl Store {
         rows.into_iter().map(decode).collect()
     }
 
+    /// The next events of a user's rooms after position `after`, up to
+    /// `upto`, at most `limit`, oldest first: of the rooms they are joined to
+    /// now, and of those where their membership changed in that range (their
+    /// own member events among them). Read along positions with a LIMIT, so an
+    /// old token costs what the page costs, not the account's history.
+    pub async fn user_events_page(
+        &self,
+        user_id: &str,
+        after: i64,
+        upto: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<RoomEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM syncapi_room_events
+             WHERE pos > $1 AND pos <= $2 AND historical = 0 AND room_id IN (
+                 SELECT room_id FROM syncapi_current_state
+                 WHERE event_type = 'm.room.member' AND state_key = $3 AND membership = 'join'
+                 UNION
+                 SELECT room_id FROM syncapi_membership_changes WHERE user_id = $3 AND pos > $1 AND pos <= $2)
+             ORDER BY pos LIMIT $4"
+        );
+        let rows: Vec<EventRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(after)
+            .bind(upto)
+            .bind(user_id)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.into_iter().map(decode).collect()
+    }
+
+    /// The user's invites in (after, upto] that are no room event here
+    /// (invites into other servers' rooms, known only as invites), oldest
+    /// first, at most `limit`: each as its member event, with the stripped
+    /// state (JSON) that came with it. A local room's invite is its room event.
+    pub async fn remote_invites_page(
+        &self,
+        user_id: &str,
+        after: i64,
+        upto: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<(RoomEvent, String)>> {
+        let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
+            "SELECT i.pos, i.room_id, i.event_id, i.json, i.invite_room_state FROM syncapi_invites i
+             WHERE i.user_id = $1 AND i.pos > $2 AND i.pos <= $3
+               AND NOT EXISTS (SELECT 1 FROM syncapi_room_events e WHERE e.event_id = i.event_id)
+             ORDER BY i.pos LIMIT $4",
+        )
+        .bind(user_id)
+        .bind(after)
+        .bind(upto)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut invites = Vec::with_capacity(rows.len());
+        for (pos, room_id, event_id, json, stripped) in rows {
+            let pdu: serde_json::Value = serde_json::from_str(&json)?;
+            let event = RoomEvent {
+                pos,
+                room_id,
+                event_id,
+                event_type: "m.room.member".to_owned(),
+                state_key: Some(user_id.to_owned()),
+                sender: pdu["sender"].as_str().unwrap_or_default().to_owned(),
+                json,
+                redacted_because: None,
+                visibility: "invited".to_owned(),
+                txn_device: None,
+                txn_id: None,
+                adds: Vec::new(),
+                removes: Vec::new(),
+            };
+            invites.push((event, stripped));
+        }
+        Ok(invites)
+    }
+
     /// The room's oldest event here (by position).
     pub async fn oldest_room_event(&self, room_id: &str) -> anyhow::Result<Option<RoomEvent>> {
         self.room_events_page(room_id, Page { backward: false, cursor: START, bound: i64::MAX, limit: 1 })
