@@ -314,7 +314,18 @@ pub async fn leave(app: &App, user_id: &UserId, room_id: &RoomId, reason: Option
             return Ok(());
         }
         let servers = servers_for(app, room_id, &current, &[]).await;
-        return remote_membership::leave(app, user_id, room_id, &servers, &new_content("leave", None, reason)).await;
+        let content = new_content("leave", None, reason);
+        return match remote_membership::leave(app, user_id, room_id, &servers, &content).await {
+            // The inviting server is gone or refuses: the invite (or the
+            // knock) is still declined here, as Synapse does, so that it
+            // does not hang on forever.
+            Err(e) if current.is("invite") || current.is("knock") => {
+                tracing::info!(%room_id, error = %e.parts().1, "declining here what the room's servers would not take");
+                let event = current.event.as_ref().ok_or_else(|| MatrixError::internal("no membership event"))?;
+                remote_membership::leave_here(app, user_id, room_id, event, &content).await
+            }
+            outcome => outcome,
+        };
     }
     send_member(app, room_id, user_id, user_id, &current, new_content("leave", None, reason)).await
 }

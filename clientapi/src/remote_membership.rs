@@ -9,7 +9,8 @@ use std::{collections::HashSet, time::Duration};
 
 use common::{
     api::roomserver::{
-        InputKind, InputRoomEvent, InputVerdict, QueryEvents, QueryEventsRequest, SUPPORTED_ROOM_VERSIONS,
+        InputKind, InputRoomEvent, InputVerdict, QueryEvents, QueryEventsRequest, QueryRoomVersion,
+        QueryRoomVersionRequest, SUPPORTED_ROOM_VERSIONS,
     },
     federation::{self, FederationError},
     http::MatrixError,
@@ -22,6 +23,7 @@ use ruma::{
         create_join_event, create_knock_event, create_leave_event, prepare_join_event, prepare_knock_event,
         prepare_leave_event,
     },
+    events::TimelineEventType,
 };
 use serde_json::{Map, Value, value::RawValue};
 
@@ -316,6 +318,37 @@ pub async fn knock(
         return store_outlier(app, &server, room_id, &made.room_version, built.to_pdu()).await;
     }
     Err(no_server(last))
+}
+
+/// A leave that only this server knows of, built on the invite or knock it
+/// ends: for when no server of the room takes the real one.
+pub async fn leave_here(
+    app: &App,
+    user_id: &UserId,
+    room_id: &RoomId,
+    ended: &Pdu,
+    content: &Map<String, Value>,
+) -> Result<(), MatrixError> {
+    let request = QueryRoomVersionRequest { room_id: room_id.to_owned() };
+    let version = match app.rt.bus.call::<QueryRoomVersion>(&request).await {
+        Ok(response) => response.room_version,
+        Err(_) => RoomVersionId::V10,
+    };
+    let builder = pdu::EventBuilder::new(user_id, TimelineEventType::RoomMember, Value::Object(content.clone()))
+        .state(user_id.as_str());
+    let ended_id = ended.owned_id();
+    let template = builder
+        .template(
+            &version,
+            Some(room_id),
+            std::slice::from_ref(&ended_id),
+            std::slice::from_ref(&ended_id),
+            ended.depth() + 1,
+        )
+        .map_err(MatrixError::internal)?;
+    let server_name = app.rt.config.global.server_name.clone();
+    let built = pdu::finish(template, &version, server_name.as_str(), &app.rt.key).map_err(MatrixError::internal)?;
+    store_outlier(app, &server_name, room_id, &version, built.to_pdu()).await
 }
 
 async fn store_outlier(

@@ -136,6 +136,23 @@ async fn rejecting_an_invite_to_a_room_no_local_user_is_in() {
 }
 
 #[tokio::test]
+async fn an_invite_from_a_server_that_is_gone_is_still_declined() {
+    let (_ca, mut hs1, hs2) = two_servers(Mode::Monolith).await;
+    let alice = hs1.new_user().await;
+    let bob = hs2.new_user().await;
+    let room_id = create_room(&alice, json!({"preset": "private_chat"})).await;
+    alice.post(&format!("/rooms/{}/invite", enc(&room_id)), json!({"user_id": bob.user_id})).await.expect(200);
+    sync_until(&bob, None, |sync| sync["rooms"]["invite"].get(&room_id).is_some()).await;
+    hs1.terminate_monolith().await;
+
+    // Declined here alone: nobody can be told.
+    bob.post(&format!("/rooms/{}/leave", enc(&room_id)), json!({})).await.expect(200);
+    sync_until(&bob, None, |sync| sync["rooms"]["invite"].get(&room_id).is_none()).await;
+    let membership = bob.get(&format!("/rooms/{}/members", enc(&room_id))).await;
+    assert_ne!(membership.status, 200, "bob was never in the room: {}", membership.body);
+}
+
+#[tokio::test]
 async fn knocking_on_a_room_of_another_server() {
     let (_ca, hs1, hs2) = two_servers(Mode::Monolith).await;
     let alice = hs1.new_user().await;

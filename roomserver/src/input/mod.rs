@@ -105,14 +105,14 @@ impl Processor {
         if rules.authorization.room_create_event_id_as_room_id && *pdu.kind() != TimelineEventType::RoomCreate {
             auth_ids.push(pdu::create_event_id_of(&room_id).map_err(reject)?);
         }
+        // An invite to a room this server is not in (or our user's answer
+        // to one) cannot be checked against a room we do not have: its
+        // signatures are all there is, as for every server.
+        if msg.kind == InputKind::Outlier && self.local_membership_outside(&pdu, &room_id).await? {
+            return self.store_outlier(msg, &pdu, &room_id).await;
+        }
         let auth_rows = self.store.events.get_many(&auth_ids).await?;
         if let Some(missing) = auth_ids.iter().find(|id| !auth_rows.contains_key(*id)) {
-            // An invite to a room this server is not in (or our user's answer
-            // to one) cannot be checked against a room we do not have: its
-            // signatures are all there is, as for every server.
-            if msg.kind == InputKind::Outlier && self.local_membership_outside(&pdu, &room_id).await? {
-                return self.store_outlier(msg, &pdu, &room_id).await;
-            }
             return Ok(Verdict::Refused(format!("auth event {missing} is unknown here")));
         }
         let auth: HashMap<OwnedEventId, Pdu> = auth_rows
