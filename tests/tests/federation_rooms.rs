@@ -128,11 +128,21 @@ async fn rejecting_an_invite_to_a_room_no_local_user_is_in() {
     let bob = hs2.new_user().await;
     let room_id = create_room(&alice, json!({"preset": "private_chat"})).await;
     alice.post(&format!("/rooms/{}/invite", enc(&room_id)), json!({"user_id": bob.user_id})).await.expect(200);
-    sync_until(&bob, None, |sync| sync["rooms"]["invite"].get(&room_id).is_some()).await;
+    let invited = sync_until(&bob, None, |sync| sync["rooms"]["invite"].get(&room_id).is_some()).await;
     // Rejected through alice's server (make_leave, send_leave).
     bob.post(&format!("/rooms/{}/leave", enc(&room_id)), json!({})).await.expect(200);
     sync_until(&alice, None, |sync| has_member(sync, &room_id, &bob.user_id, "leave")).await;
     sync_until(&bob, None, |sync| sync["rooms"]["invite"].get(&room_id).is_none()).await;
+    // The rejection reaches bob's devices as a leave, as in any room.
+    let since = sync_support::next_batch(&invited);
+    let left = sync_until(&bob, Some(&since), |sync| sync["rooms"]["leave"].get(&room_id).is_some()).await;
+    let timeline = &left["rooms"]["leave"][&room_id]["timeline"]["events"];
+    assert!(
+        timeline.as_array().into_iter().flatten().any(|e| e["type"] == "m.room.member"
+            && e["state_key"] == bob.user_id.as_str()
+            && e["content"]["membership"] == "leave"),
+        "{left}"
+    );
 }
 
 #[tokio::test]
@@ -142,12 +152,14 @@ async fn an_invite_from_a_server_that_is_gone_is_still_declined() {
     let bob = hs2.new_user().await;
     let room_id = create_room(&alice, json!({"preset": "private_chat"})).await;
     alice.post(&format!("/rooms/{}/invite", enc(&room_id)), json!({"user_id": bob.user_id})).await.expect(200);
-    sync_until(&bob, None, |sync| sync["rooms"]["invite"].get(&room_id).is_some()).await;
+    let invited = sync_until(&bob, None, |sync| sync["rooms"]["invite"].get(&room_id).is_some()).await;
     hs1.terminate_monolith().await;
 
     // Declined here alone: nobody can be told.
     bob.post(&format!("/rooms/{}/leave", enc(&room_id)), json!({})).await.expect(200);
     sync_until(&bob, None, |sync| sync["rooms"]["invite"].get(&room_id).is_none()).await;
+    let since = sync_support::next_batch(&invited);
+    sync_until(&bob, Some(&since), |sync| sync["rooms"]["leave"].get(&room_id).is_some()).await;
     let membership = bob.get(&format!("/rooms/{}/members", enc(&room_id))).await;
     assert_ne!(membership.status, 200, "bob was never in the room: {}", membership.body);
 }

@@ -188,6 +188,16 @@ pub struct RetireInviteEvent {
     /// The member event that replaced it.
     pub retired_by_event_id: OwnedEventId,
     pub membership: String,
+    /// That event, when this server is not in the room: no other event of
+    /// the room will ever tell readers how the invite ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outside: Option<OutsideEvent>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OutsideEvent {
+    pub room_version: RoomVersionId,
+    pub event: Box<RawValue>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ pub mod resolve;
 use std::{collections::HashMap, sync::Arc};
 
 use common::{
-    api::roomserver::{InputKind, InputRoomEvent, NewInviteEvent, OutputRoomEvent, RetireInviteEvent},
+    api::roomserver::{InputKind, InputRoomEvent, NewInviteEvent, OutputRoomEvent, OutsideEvent, RetireInviteEvent},
     bus::{Bus, HandlerError},
     keys::SigningKey,
     pdu::{self, Pdu},
@@ -186,6 +186,7 @@ impl Processor {
                             target_user_id: user.clone(),
                             retired_by_event_id: pdu.owned_id(),
                             membership: membership.to_owned(),
+                            outside: Some(OutsideEvent { room_version: msg.room_version.clone(), event: pdu.to_raw() }),
                         }));
                     }
                 }

@@ -79,6 +79,7 @@ pub async fn for_new_event(
             target_user_id: UserId::parse(old.key().unwrap_or_default())?,
             retired_by_event_id: replacement.owned_id(),
             membership: replacement.content_str("membership").unwrap_or_default(),
+            outside: None,
         }));
     }
     Ok(outputs)

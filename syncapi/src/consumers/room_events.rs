@@ -27,6 +27,7 @@ use crate::{
 /// redacted events as the roomserver now has them) is fetched first, so the
 /// transaction waits on nothing but the database.
 pub async fn handle(app: Arc<App>, batch: Vec<OutputRoomEvent>) -> Result<(), HandlerError> {
+    let batch = with_outside_events(batch);
     let fetched = Fetched::load(&app, &batch).await?;
     let mut woken = Woken::default();
     // It reads what it writes (whether an event is known, the room's history
@@ -44,6 +45,33 @@ pub async fn handle(app: Arc<App>, batch: Vec<OutputRoomEvent>) -> Result<(), Ha
     }
     tx.commit().await.map_err(anyhow::Error::from)?;
     woken.wake(&app).await
+}
+
+/// The batch with, after each invite retired in a room this server is not
+/// in, the event that retired it as the room's one event: readers see the
+/// invite end (a rejection in the `leave` section) as in any other room.
+fn with_outside_events(batch: Vec<OutputRoomEvent>) -> Vec<OutputRoomEvent> {
+    let mut out = Vec::with_capacity(batch.len());
+    for msg in batch {
+        let outside = match &msg {
+            OutputRoomEvent::RetireInviteEvent(retired) => retired.outside.as_ref().map(|outside| NewRoomEvent {
+                event_id: retired.retired_by_event_id.clone(),
+                room_id: retired.room_id.clone(),
+                room_version: outside.room_version.clone(),
+                event: outside.event.clone(),
+                kind: InputKind::New,
+                adds_state_event_ids: vec![retired.retired_by_event_id.clone()],
+                removes_state_event_ids: Vec::new(),
+                latest_event_ids: vec![retired.retired_by_event_id.clone()],
+                stream_ordering: 0,
+                transaction: None,
+            }),
+            _ => None,
+        };
+        out.push(msg);
+        out.extend(outside.map(OutputRoomEvent::NewRoomEvent));
+    }
+    out
 }
 
 fn reject(e: impl std::fmt::Display) -> HandlerError {
