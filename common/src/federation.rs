@@ -127,37 +127,36 @@ pub async fn request_within<R>(
 where
     R: OutgoingRequest<Authentication = ServerSignatures, PathBuilder = SinglePath>,
 {
-    let mut outgoing = encode(destination, request)?;
+    decode::<R::IncomingResponse>(send(bus, encode(destination, request)?, timeout).await?)
+}
+
+/// Has federationsender send `outgoing`, within `timeout`.
+async fn send(
+    bus: &Bus,
+    mut outgoing: FederationRequest,
+    timeout: Duration,
+) -> Result<FederationResponse, FederationError> {
     outgoing.timeout_ms = Some(timeout.as_millis() as u64);
     // federationsender's own time limit ends the request first; the RPC's
     // budget leaves it room to say so.
     let budget = timeout + Duration::from_secs(5);
-    let response: FederationResponse = match bus.call_within::<SendFederationRequest>(&outgoing, budget).await {
-        Ok(response) => response,
+    match bus.call_within::<SendFederationRequest>(&outgoing, budget).await {
+        Ok(response) => Ok(response),
         Err(RpcError::Remote(e)) if e.kind == RemoteErrorKind::Unreachable => {
-            return Err(FederationError::Unreachable(e.message));
+            Err(FederationError::Unreachable(e.message))
         }
-        Err(e) => return Err(FederationError::Rpc(e)),
-    };
-    decode::<R::IncomingResponse>(response)
+        Err(e) => Err(FederationError::Rpc(e)),
+    }
 }
 
 /// Sends a request built as it is sent (for endpoint versions ruma has no
 /// type for) and reads a v1-style answer, `[200, body]`, as `T`.
 pub async fn request_v1<T: serde::de::DeserializeOwned>(
     bus: &Bus,
-    mut outgoing: FederationRequest,
+    outgoing: FederationRequest,
     timeout: Duration,
 ) -> Result<T, FederationError> {
-    outgoing.timeout_ms = Some(timeout.as_millis() as u64);
-    let budget = timeout + Duration::from_secs(5);
-    let response: FederationResponse = match bus.call_within::<SendFederationRequest>(&outgoing, budget).await {
-        Ok(response) => response,
-        Err(RpcError::Remote(e)) if e.kind == RemoteErrorKind::Unreachable => {
-            return Err(FederationError::Unreachable(e.message));
-        }
-        Err(e) => return Err(FederationError::Rpc(e)),
-    };
+    let response = send(bus, outgoing, timeout).await?;
     if response.status >= 400 {
         return Err(refusal(response));
     }

@@ -7,31 +7,37 @@
 
 use std::collections::HashMap;
 
-use ruma::{RoomVersionId, ServerName, events::StateEventType};
+use ruma::{OwnedRoomId, RoomVersionId, ServerName, events::StateEventType, room_version_rules::RoomVersionRules};
 
 use crate::storage::{EventRow, Store};
 
 /// `rows` with the events `server` may not see pruned.
 pub async fn for_server(store: &Store, server: &ServerName, rows: Vec<EventRow>) -> anyhow::Result<Vec<EventRow>> {
-    let mut judged: HashMap<Option<i64>, bool> = HashMap::new();
+    // By room and snapshot: an event kept without state is judged by its
+    // room's current state.
+    let mut judged: HashMap<(OwnedRoomId, Option<i64>), bool> = HashMap::new();
+    let mut rules: HashMap<OwnedRoomId, RoomVersionRules> = HashMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for mut row in rows {
         let own_member = row.pdu.state_pair().is_some_and(|(kind, key)| {
             kind == StateEventType::RoomMember && key.rsplit_once(':').is_some_and(|(_, s)| s == server.as_str())
         });
-        let visible = match judged.get(&row.state_before) {
+        let key = (row.room_id.clone(), row.state_before);
+        let visible = match judged.get(&key) {
             Some(visible) => *visible,
             None => {
                 let visible = may_see(store, &row, server).await?;
-                judged.insert(row.state_before, visible);
+                judged.insert(key, visible);
                 visible
             }
         };
         // A server always sees its own users' membership events.
         if !(visible || own_member || row.redacted) {
-            let rules = common::pdu::rules(&room_version(store, &row).await?)?;
+            if !rules.contains_key(&row.room_id) {
+                rules.insert(row.room_id.clone(), common::pdu::rules(&room_version(store, &row).await?)?);
+            }
             let object: ruma::CanonicalJsonObject = serde_json::from_str(row.pdu.json().get())?;
-            let pruned = ruma::canonical_json::redact(object, &rules.redaction, None)?;
+            let pruned = ruma::canonical_json::redact(object, &rules[&row.room_id].redaction, None)?;
             row.pdu = common::pdu::Pdu::parse(row.pdu.owned_id(), serde_json::value::to_raw_value(&pruned)?)?;
             row.redacted = true;
         }

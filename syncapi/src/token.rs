@@ -26,6 +26,14 @@ impl Token {
     }
 }
 
+impl Token {
+    /// A token to stream on from (`/sync`'s `since`, `/events`' `from`):
+    /// never a position in backfilled history.
+    pub fn parse_since(token: &str) -> Option<Token> {
+        Token::parse(token).filter(|t| t.positions.events >= 0)
+    }
+}
+
 impl std::fmt::Display for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let p = &self.positions;

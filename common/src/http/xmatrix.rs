@@ -118,8 +118,10 @@ impl ServerAuth {
                     "origin": x_matrix.origin.as_str(),
                     "uri": request.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/"),
                 });
-                let mut text = String::new();
-                sorted_json(&signed, &mut text);
+                // serde_json's maps are sorted (no `preserve_order`), and it
+                // writes no whitespace and the shortest escapes: canonical
+                // JSON but for the numbers, which stay as they came.
+                let text = serde_json::to_string(&signed).map_err(MatrixError::internal)?;
                 ruma::signatures::verify_canonical_json_bytes(
                     &ruma::signatures::SigningKeyAlgorithm::Ed25519,
                     key.as_bytes(),
@@ -203,55 +205,15 @@ fn classify_body(body: &[u8]) -> Result<Body, MatrixError> {
         .map_err(|_| MatrixError::not_json("The body is not valid JSON"))
 }
 
-/// `value` as canonical JSON would be written (keys sorted by code point,
-/// no whitespace, shortest escapes), numbers as they came.
-fn sorted_json(value: &serde_json::Value, out: &mut String) {
-    use serde_json::Value;
-    let string = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (key, value)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&string(key));
-                out.push(':');
-                sorted_json(value, out);
-            }
-            out.push('}');
-        }
-        Value::Array(values) => {
-            out.push('[');
-            for (i, value) in values.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                sorted_json(value, out);
-            }
-            out.push(']');
-        }
-        Value::String(s) => out.push_str(&string(s)),
-        other => out.push_str(&other.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
-    fn sorted_json_is_canonical_json_where_that_can_hold_it() {
+    fn serde_json_writes_canonical_json_where_that_can_hold_it() {
         let text = r#"{"b": [1, "\u00e9\n"], "a": {"z": null, "\u00e9": true, "y": -3}}"#;
         let value: serde_json::Value = serde_json::from_str(text).unwrap();
         let canonical: ruma::CanonicalJsonValue = serde_json::from_str(text).unwrap();
-        let mut out = String::new();
-        sorted_json(&value, &mut out);
-        assert_eq!(out, canonical.to_string());
-        let mut float = String::new();
-        sorted_json(&serde_json::json!({"v": 1.1, "a": 1}), &mut float);
+        assert_eq!(serde_json::to_string(&value).unwrap(), canonical.to_string());
+        let float = serde_json::to_string(&serde_json::json!({"v": 1.1, "a": 1})).unwrap();
         assert_eq!(float, r#"{"a":1,"v":1.1}"#);
     }
 }

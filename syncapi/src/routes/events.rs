@@ -86,8 +86,7 @@ pub async fn events(State(app): State<Arc<App>>, request: Ruma<v3::Request>) -> 
     let body = &request.body;
     let from = match body.from.as_deref() {
         None | Some("") => Token { positions: app.store.positions().await?, presence: 0 },
-        Some(token) => Token::parse(token)
-            .filter(|t| t.positions.events >= 0)
+        Some(token) => Token::parse_since(token)
             .ok_or_else(|| MatrixError::invalid_param(format!("Unknown from token {token}")))?,
     };
     let room_id = body.room_id.as_deref();

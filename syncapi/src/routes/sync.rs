@@ -24,11 +24,9 @@ pub async fn sync(
     // `since=` and `filter=` with no value mean none, as Synapse takes them.
     let since = match &body.since {
         Some(token) if token.is_empty() => None,
-        Some(token) => Some(
-            Token::parse(token)
-                .filter(|t| t.positions.events >= 0)
-                .ok_or_else(|| MatrixError::invalid_param("Unknown since token"))?,
-        ),
+        Some(token) => {
+            Some(Token::parse_since(token).ok_or_else(|| MatrixError::invalid_param("Unknown since token"))?)
+        }
         None => None,
     };
     let filter = match body.filter {
